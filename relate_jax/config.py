@@ -116,6 +116,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   size = config.data.image_size
   if size < scene or size & (size - 1):
     problems.append(f'data.image_size={size} must be a power of two >= the scene size {scene}')
+  elif len(m.disc_channels) != size.bit_length() - 3:
+    problems.append(f'model.disc_channels has {len(m.disc_channels)} entries; {size}x{size} images '
+                    f'need {size.bit_length() - 3} stride-2 convs down to 4x4')
   if config.optim.gen_steps < 1:
     problems.append('optim.gen_steps must be >= 1')
   if config.train.batch_size < 1 or config.train.num_steps < 0:

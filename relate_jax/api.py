@@ -1,0 +1,140 @@
+"""A small Python API for notebooks and tools.
+
+  from relate_jax import api
+  model = api.load('workdirs/shapes')              # newest checkpoint
+  images, latents = model.sample(16, seed=0)       # uint8 (16, S, S, 3) + their Latents
+  edited = model.render(latents, poses=new_poses)  # re-render with chosen final poses
+
+`Relate.render` exposes the generator's intermediates (poses after Γ, scales), so
+editing tools can move, add or remove objects and re-render.
+"""
+
+import json
+import os
+from typing import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from relate_jax import checkpoint
+from relate_jax import models
+from relate_jax import steps
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config that training wrote into `workdir`."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: is {workdir!r} a relate_jax training workdir?')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _normalise(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """JSON turns tuples into lists; put them back so the config hashes like the original."""
+  config = ml_collections.ConfigDict(config)
+  for group in config.values():
+    if isinstance(group, ml_collections.ConfigDict):
+      for name, value in group.items():
+        if isinstance(value, list):
+          group[name] = tuple(value)
+  return config
+
+
+class Relate:
+  """A trained generator: sample latents, render them, edit and re-render."""
+
+  def __init__(self, config: ml_collections.ConfigDict, params, step: int = 0):
+    self.config = config
+    self.params = params
+    self.step = step
+    self.generator, self.discriminator = steps.build_models(config)
+    self._render = jax.jit(self._render_impl, static_argnames=('render_single',))
+    mesh = steps.make_mesh()
+    # Sampling is sharded over all local devices when the batch divides evenly.
+    self._batch_sharding = (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+                            if mesh.size > 1 else None)
+
+  def _render_impl(self, params, latents, poses, render_single):
+    return self.generator.apply({'params': params}, latents, render_single=render_single,
+                                poses=poses)
+
+  def sample_latents(self, num: int, seed: int = 0, train: bool = False,
+                     offset: int = 0) -> models.Latents:
+    """Latents z0, z_k, θ̂, presence as the model samples them (evaluation mode by default).
+
+    Sample i is drawn from its own key (seed, offset + i), so a sample does not depend on
+    the batch size or the number of devices it was drawn with.
+    """
+    base = jax.random.fold_in(steps.stream_keys(self.config.seed)['eval'], seed)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(base, np.arange(offset, offset + num))
+    one = jax.vmap(lambda k: models.sample_latents(k, self.config.model, 1, train=train))(keys)
+    return jax.tree.map(lambda x: x[:, 0], one)
+
+  def render(self, latents: models.Latents, poses=None, render_single: bool = False):
+    """Images in [-1, 1] (B, S, S, 3) and the aux dict (final poses, scales, ...).
+
+    poses: optional final poses θ (B, K, 2) that replace Γ's output.
+    """
+    return self._render(self.params, latents, poses, render_single)
+
+  def sample_batches(self, num: int, seed: int = 0,
+                     batch_size: int = 64) -> Iterator[tuple[np.ndarray, models.Latents, np.ndarray]]:
+    """Yields (uint8 images, latents, final poses θ) batches totalling `num` samples,
+    deterministic in `seed`."""
+    for start in range(0, num, batch_size):
+      latents = self.sample_latents(batch_size, seed=seed, offset=start)
+      if self._batch_sharding is not None and batch_size % self._batch_sharding.mesh.size == 0:
+        latents = jax.device_put(latents, self._batch_sharding)
+      images, aux = self.render(latents)
+      count = min(batch_size, num - start)
+      images = to_uint8(np.asarray(jax.device_get(images))[:count])
+      yield (images, jax.tree.map(lambda x: np.asarray(x)[:count], latents),
+             np.asarray(aux['poses'])[:count])
+
+  def sample(self, num: int, seed: int = 0, batch_size: int = 64):
+    """`num` samples as uint8 (num, S, S, 3) and their Latents (NumPy)."""
+    batches = [b[:2] for b in self.sample_batches(num, seed, batch_size)]
+    images = np.concatenate([b[0] for b in batches])
+    latents = jax.tree.map(lambda *xs: np.concatenate(xs), *[b[1] for b in batches])
+    return images, latents
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """Generator output in [-1, 1] to uint8 pixels (rounded, clipped)."""
+  return np.clip(np.rint((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def load(workdir: str, step: int | None = None) -> Relate:
+  """The generator of `workdir`'s newest (or given) checkpoint; EMA weights when trained with EMA."""
+  config = _normalise(load_config(workdir))
+  mgr = checkpoint.manager(workdir)
+  abstract = jax.eval_shape(steps.init_state, config, steps.stream_keys(config.seed)['init'])
+  state = checkpoint.restore(mgr, abstract, step=step)
+  mgr.close()
+  return Relate(config, steps.generator_params(state), int(state.step))
+
+
+def from_state(config: ml_collections.ConfigDict, state: steps.TrainState) -> Relate:
+  return Relate(config, steps.generator_params(state), int(jax.device_get(state.step)))
+
+
+class TrainingEvaluator:
+  """Runs config.eval.metrics on the live generator during training."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    from relate_jax.metrics import registry  # Deferred: loads detector weights on first use.
+    self._registry = registry
+    self.config = config
+    self.workdir = workdir
+
+  def __call__(self, state: steps.TrainState, step: int) -> dict[str, float]:
+    model = from_state(self.config, state)
+
+    def sample_fn(num, seed, batch_size):
+      for images, _, _ in model.sample_batches(num, seed, batch_size):
+        yield images
+
+    return self._registry.evaluate(self.config, sample_fn, list(self.config.eval.metrics),
+                                   self.workdir, step=step)

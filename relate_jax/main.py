@@ -1,0 +1,55 @@
+r"""Command-line entry point.
+
+  python -m relate_jax.main --config=configs/shapes.py --workdir=workdirs/shapes
+  python -m relate_jax.main --config=configs/clevr.py --workdir=DIR --config.data.data_dir=...
+  python -m relate_jax.main --config=configs/clevr.py --workdir=DIR --dry_run
+
+Overrides use ml_collections syntax, e.g. `--config.train.batch_size=32`.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
+_DRY_RUN = flags.DEFINE_bool('dry_run', False,
+                             'Print the resolved config and the parameter table, then exit.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # Import after flag parsing so `--help` stays fast.
+  from relate_jax import config as config_lib
+  from relate_jax import data as data_lib
+  from relate_jax import train
+
+  config = _CONFIG.value
+  config_lib.validate(config)
+  if _DRY_RUN.value:
+    print(config)
+    print(train.describe(config))
+    return
+  try:
+    train.train_and_evaluate(config, _WORKDIR.value)
+  except data_lib.MissingDataError as e:
+    logging.error('%s', e)
+    sys.exit(f'{e}\n\nTo try RELATE without downloading anything, train on the embedded '
+             f'default dataset: python -m relate_jax.main --config=configs/shapes.py '
+             f'--workdir={os.path.join(os.path.dirname(_WORKDIR.value) or ".", "shapes")}')
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
