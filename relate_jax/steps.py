@@ -90,91 +90,107 @@ def _constrain(tree: PyTree, sharding) -> PyTree:
   return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 
 
-def train_iteration(state: TrainState, images: jax.Array, *, config: ml_collections.ConfigDict,
-                    train_key: jax.Array, batch_sharding=None) -> tuple[TrainState, dict]:
-  """One RELATE iteration. images: real batch uint8 (B, S, S, 3)."""
-  generator, discriminator = build_models(config)
-  optimizer = make_optimizer(config)
-  w = config.loss
-  batch = images.shape[0]
-  key = jax.random.fold_in(train_key, state.step)
-  key_d, key_gp, key_g = jax.random.split(key, 3)
+class Phases:
+  """The two update phases of an iteration, as pure functions of the state."""
 
-  def latents_for(k: jax.Array) -> Latents:
-    return _constrain(sample_latents(k, config.model, batch, train=True), batch_sharding)
+  def __init__(self, config: ml_collections.ConfigDict, batch_sharding=None):
+    self.config = config
+    self.generator, self.discriminator = build_models(config)
+    self.optimizer = make_optimizer(config)
+    self.batch_sharding = batch_sharding
 
-  def run_d(d_params, spectral, x):
-    out, updates = discriminator.apply({'params': d_params, 'spectral': spectral}, x,
-                                       update_stats=True, mutable=['spectral'])
+  def latents(self, key: jax.Array, batch: int) -> Latents:
+    latents = sample_latents(key, self.config.model, batch, train=True)
+    return _constrain(latents, self.batch_sharding)
+
+  def _run_d(self, d_params, spectral, images):
+    """D on images with one spectral-norm power iteration; returns (outputs, new vectors)."""
+    out, updates = self.discriminator.apply({'params': d_params, 'spectral': spectral}, images,
+                                            update_stats=True, mutable=['spectral'])
     return out, updates['spectral']
 
-  # Discriminator update: fakes are constants here (no gradient into G).
-  real = data_lib.to_model_range(images, config.data.pixel_range)
-  latents = latents_for(key_d)
-  fake, aux = generator.apply({'params': state.g_params}, latents)
-  fake, single = jax.lax.stop_gradient((fake, aux['single']))
-  poses = jax.lax.stop_gradient(aux['poses'])
+  def discriminator_update(self, state: TrainState, real: jax.Array,
+                           key: jax.Array) -> tuple[TrainState, dict]:
+    """One D update on real images (B, S, S, 3) in the model range; G is untouched."""
+    w = self.config.loss
+    key_latents, key_penalty = jax.random.split(key)
+    latents = self.latents(key_latents, real.shape[0])
+    fake, aux = self.generator.apply({'params': state.g_params}, latents)
+    # Constants for this phase: no gradient flows into G (the reference's was discarded).
+    fake, single, poses = jax.lax.stop_gradient((fake, aux['single'], aux['poses']))
 
-  def d_loss_fn(d_params):
-    out, spectral = run_d(d_params, state.spectral, jnp.concatenate([real, fake, single]))
-    logit = jnp.split(out['logit'], 3)
-    style = jnp.split(out['style'], 3)
-    position = jnp.split(out['position'], 3)[2]
-    terms = {
-        'd_gan': losses.bce(logit[0], 1.0) + losses.bce(logit[1], 0.0),
-        'd_style': losses.style_bce(style[0], 1.0) + losses.style_bce(style[1], 0.0),
-        'd_position': losses.position_loss(position, poses, latents.select),
-    }
-    total = w.gan * terms['d_gan'] + w.style_disc * terms['d_style'] + w.position * terms['d_position']
-    if w.gradient_penalty:
-      def logit_fn(x):
-        return run_d(d_params, spectral, x)[0]['logit']
-      terms['d_penalty'] = losses.gradient_penalty(logit_fn, real, key_gp)
-      total = total + w.gradient_penalty * terms['d_penalty']
-    return total, (terms, spectral)
-
-  (d_total, (d_terms, spectral)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-      state.d_params)
-  d_updates, d_opt = optimizer.update(d_grads, state.d_opt, state.d_params)
-  d_params = optax.apply_updates(state.d_params, d_updates)
-
-  # M generator updates with fresh latents; D's weights are constants here.
-  def g_update(carry, k):
-    g_params, g_opt, spectral = carry
-    lat = latents_for(k)
-
-    def g_loss_fn(params):
-      fake, aux = generator.apply({'params': params}, lat)
-      out, new_spectral = run_d(d_params, spectral, jnp.concatenate([fake, aux['single']]))
-      logit = jnp.split(out['logit'], 2)[0]
-      style = jnp.split(out['style'], 2)[0]
-      position = jnp.split(out['position'], 2)[1]
+    def loss_fn(d_params):
+      out, spectral = self._run_d(d_params, state.spectral, jnp.concatenate([real, fake, single]))
+      logit = jnp.split(out['logit'], 3)
+      style = jnp.split(out['style'], 3)
+      position = jnp.split(out['position'], 3)[2]
       terms = {
-          'g_gan': losses.bce(logit, 1.0),
-          'g_style': losses.style_bce(style, 1.0),
-          'g_position': losses.position_loss(position, aux['poses'], lat.select),
+          'd_gan': losses.bce(logit[0], 1.0) + losses.bce(logit[1], 0.0),
+          'd_style': losses.style_bce(style[0], 1.0) + losses.style_bce(style[1], 0.0),
+          'd_position': losses.position_loss(position, poses, latents.select),
       }
-      total = w.gan * terms['g_gan'] + w.style_gen * terms['g_style'] + w.position * terms['g_position']
-      return total, (terms, new_spectral)
+      total = (w.gan * terms['d_gan'] + w.style_disc * terms['d_style']
+               + w.position * terms['d_position'])
+      if w.gradient_penalty:
+        def logit_fn(x):
+          return self._run_d(d_params, spectral, x)[0]['logit']
+        terms['d_penalty'] = losses.gradient_penalty(logit_fn, real, key_penalty)
+        total = total + w.gradient_penalty * terms['d_penalty']
+      return total, (terms, spectral)
 
-    (total, (terms, spectral)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
-    updates, g_opt = optimizer.update(grads, g_opt, g_params)
-    g_params = optax.apply_updates(g_params, updates)
-    return (g_params, g_opt, spectral), dict(terms, g_total=total)
+    (total, (terms, spectral)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+    updates, d_opt = self.optimizer.update(grads, state.d_opt, state.d_params)
+    d_params = optax.apply_updates(state.d_params, updates)
+    state = state.replace(d_params=d_params, d_opt=d_opt, spectral=spectral)
+    return state, dict(terms, d_total=total)
 
-  g_keys = jax.random.split(key_g, config.optim.gen_steps)
-  (g_params, g_opt, spectral), g_terms = jax.lax.scan(
-      g_update, (state.g_params, state.g_opt, spectral), g_keys)
+  def generator_update(self, state: TrainState, batch: int,
+                       key: jax.Array) -> tuple[TrainState, dict]:
+    """One update of the generator side with fresh latents; D's weights are constants."""
+    w = self.config.loss
+    latents = self.latents(key, batch)
 
-  ema_params = state.ema_params
-  if ema_params is not None:
+    def loss_fn(g_params):
+      fake, aux = self.generator.apply({'params': g_params}, latents)
+      out, spectral = self._run_d(state.d_params, state.spectral,
+                                  jnp.concatenate([fake, aux['single']]))
+      terms = {
+          'g_gan': losses.bce(jnp.split(out['logit'], 2)[0], 1.0),
+          'g_style': losses.style_bce(jnp.split(out['style'], 2)[0], 1.0),
+          'g_position': losses.position_loss(jnp.split(out['position'], 2)[1], aux['poses'],
+                                             latents.select),
+      }
+      total = (w.gan * terms['g_gan'] + w.style_gen * terms['g_style']
+               + w.position * terms['g_position'])
+      return total, (terms, spectral)
+
+    (total, (terms, spectral)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+    updates, g_opt = self.optimizer.update(grads, state.g_opt, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    state = state.replace(g_params=g_params, g_opt=g_opt, spectral=spectral)
+    return state, dict(terms, g_total=total)
+
+
+def train_iteration(state: TrainState, images: jax.Array, *, config: ml_collections.ConfigDict,
+                    train_key: jax.Array, batch_sharding=None) -> tuple[TrainState, dict]:
+  """1 D update then M G updates. images: real batch uint8 (B, S, S, 3)."""
+  phases = Phases(config, batch_sharding)
+  key = jax.random.fold_in(train_key, state.step)
+  key_d, key_g = jax.random.split(key)
+  real = data_lib.to_model_range(images, config.data.pixel_range)
+  state, d_metrics = phases.discriminator_update(state, real, key_d)
+
+  def g_step(state, k):
+    return phases.generator_update(state, images.shape[0], k)
+
+  state, g_metrics = jax.lax.scan(g_step, state, jax.random.split(key_g, config.optim.gen_steps))
+
+  if state.ema_params is not None:
     decay = config.train.ema_decay
-    ema_params = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, g_params)
-
-  new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
-                            spectral=spectral, g_opt=g_opt, d_opt=d_opt, ema_params=ema_params)
-  metrics = dict(d_terms, d_total=d_total, **jax.tree.map(jnp.mean, g_terms))
-  return new_state, metrics
+    state = state.replace(ema_params=jax.tree.map(
+        lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, state.g_params))
+  state = state.replace(step=state.step + 1)
+  return state, dict(d_metrics, **jax.tree.map(jnp.mean, g_metrics))
 
 
 def compile_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
