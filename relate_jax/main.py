@@ -20,6 +20,13 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config fil
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False,
                              'Print the resolved config and the parameter table, then exit.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Multi-host training: call jax.distributed.initialize() (on SLURM and '
+    'other detected clusters the three flags below may stay unset).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0 (with --distributed).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Index of this process.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -31,6 +38,10 @@ def main(argv):
   from relate_jax import data as data_lib
   from relate_jax import train
 
+  if _DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   config = _CONFIG.value
   config_lib.validate(config)
   if _DRY_RUN.value:

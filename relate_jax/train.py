@@ -47,6 +47,11 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
 
 
+def local(tree):
+  """This process's copy of replicated arrays (works on one host and across hosts)."""
+  return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+
+
 class _Stop(Exception):
   """Raised by the SIGTERM handler so the loop saves before exiting."""
 
@@ -68,7 +73,7 @@ class SampleGrid:
 
   def __call__(self, params) -> np.ndarray:
     """uint8 grid (H, W, 3) of the fixed latents rendered with `params`."""
-    images = np.asarray(jax.device_get(self._render(params, self.latents)))
+    images = np.asarray(jax.device_get(self._render(local(params), self.latents)))
     return data_lib.make_grid(api.to_uint8(images))
 
 
@@ -114,7 +119,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   if config.eval.metrics and config.eval.every:
     evaluator = api.TrainingEvaluator(config, workdir)
 
-  step = int(jax.device_get(state.step))
+  step = int(jax.device_get(local(state.step)))
   num_steps = config.train.num_steps
   batch = config.train.batch_size
   previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
@@ -126,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
       state, metrics = train_step(state, images)
       step += 1
       if step % config.train.log_every == 0 or step == num_steps:
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        metrics = {k: float(v) for k, v in jax.device_get(local(metrics)).items()}
         now = time.time()
         rate = (step - last_step) / max(now - last_time, 1e-9)
         note = ' (includes compilation)' if first_log else ''

@@ -1,0 +1,45 @@
+"""Data-parallel training: one step on 8 simulated CPU devices equals the 1-device step."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent('''
+    import jax, numpy as np
+    jax.config.update('jax_disable_most_optimizations', True)
+    from ml_collections import config_flags
+    from relate_jax import steps
+    assert len(jax.devices()) == 8, jax.devices()
+    config = config_flags.config_flags._LoadConfigModule('t', 'configs/test.py').get_config()
+    config.train.batch_size = 8
+    config.loss.gradient_penalty = 1.0
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+      mesh = steps.make_mesh(devices)
+      state = jax.jit(steps.init_state, static_argnums=0)(config, jax.random.key(0))
+      state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+      batch = jax.device_put(images, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
+      step = steps.compile_train_step(config, mesh)
+      state, metrics = step(state, batch)
+      results.append(jax.device_get((state.g_params, state.d_params, state.spectral, metrics)))
+    one, eight = results
+    worst = 0.0
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
+      a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+      worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3))))
+    print('MAX_REL_DIFF', worst)
+''')
+
+
+def test_eight_devices_equal_one_device():
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS='--xla_force_host_platform_device_count=8')
+  result = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  worst = float(result.stdout.split('MAX_REL_DIFF')[1])
+  assert worst < 1e-3, worst
