@@ -1,0 +1,231 @@
+"""The RELATE generator: Ψb, Ψf, T_b, T_f, Γ, sc and the image decoder G in one module.
+
+REFERENCE §2.1-2.3. Scene tensor W on an S0 x S0 grid (S0 = 16; 32 with model.upsample):
+
+  θ      = Γ(z, θ̂, m, z0)                  (or θ̂, or the stack chain, or given `poses`)
+  s_k    = 1 + 2·tanh(sc([z0, z_k, θ_k]))   (1 without scale augmentation)
+  W_k    = place(pad(Ψf(T_f, z_k)), s_k, θ_k)     object canvases, zero outside the window
+  W_0    = Ψb(T_b, z0)
+  W      = max(W_1 … W_K, W_0)   (or Σ with model.pooling = 'sum')
+  x      = tanh(G(W))
+
+The K object decoders run as one batched decoder over B·K; the full scene and the
+single-object scene [W_select, W_0] go through G as one batch of 2B.
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from relate_jax import config as config_lib
+from relate_jax.models import layers
+from relate_jax.models.interaction import Interaction, StackChain
+from relate_jax.models.latents import Latents
+from relate_jax.models.placement import place
+
+Array = jax.Array
+
+REFERENCE_IMAGE_SIZE = 128
+
+
+def scene_size(config: ml_collections.ConfigDict) -> int:
+  """S0, the side of the scene tensor W."""
+  return 32 if config.upsample else 16
+
+
+def window_size(config: ml_collections.ConfigDict) -> int:
+  """Side of Ψf's output window (H', doubled by the upsample variant's stride-2 deconv)."""
+  return config.obj_size * (2 if config.upsample else 1)
+
+
+class BackgroundDecoder(nn.Module):
+  """Ψb (reference `AdaIngen_bg`): AdaIN → LReLU(0.2) → ConvT(k3) ×2 → AdaIN → LReLU(0.2).
+
+  Post-AdaIN activation LeakyReLU(0.2), no activation after the convolutions (the reverse of
+  Ψf). constant T_b (1, S0, S0, C), z0 (B, Nb) → (B, S0, S0, C).
+  """
+  config: ml_collections.FrozenConfigDict
+
+  @nn.compact
+  def __call__(self, constant: Array, background: Array) -> Array:
+    c = self.config
+    x = layers.leaky_relu(layers.AdaIN(name='style1')(constant, background))
+    x = layers.ConvTranspose2d(c.obj_channels, 3, 1, 1, name='deconv1')(x)
+    x = layers.leaky_relu(layers.AdaIN(name='style2')(x, background))
+    x = layers.ConvTranspose2d(c.scene_channels, 3, 1, 1, name='deconv2')(x)
+    return layers.leaky_relu(layers.AdaIN(name='style3')(x, background))
+
+
+class ObjectDecoder(nn.Module):
+  """Ψf (reference `AdaIngen_obj` without placement).
+
+  AdaIN (identity activation) → ConvT(k3 s1) + LReLU(0.2) → AdaIN → ConvT(k3 s1; k4 s2 with
+  upsample) + LReLU(0.2) → AdaIN. constant T_f (1 or N, H', H', C_f), z (N, Nf) →
+  (N, window, window, C).
+  """
+  config: ml_collections.FrozenConfigDict
+
+  @nn.compact
+  def __call__(self, constant: Array, appearance: Array) -> Array:
+    c = self.config
+    x = layers.AdaIN(name='style1')(constant, appearance)
+    x = layers.leaky_relu(layers.ConvTranspose2d(c.obj_channels, 3, 1, 1, name='deconv1')(x))
+    x = layers.AdaIN(name='style2')(x, appearance)
+    k, s = (4, 2) if c.upsample else (3, 1)
+    x = layers.leaky_relu(layers.ConvTranspose2d(c.scene_channels, k, s, 1, name='deconv2')(x))
+    return layers.AdaIN(name='style3')(x, appearance)
+
+
+def decoder_layers(config: ml_collections.ConfigDict,
+                   image_size: int) -> list[tuple[int, int, int, int, bool]]:
+  """Layers of G as (features, kernel, stride, padding, leaky_relu_after).
+
+  With n = log2(image_size / S0) stride-2 layers and channels c = model.decoder_channels:
+  * S0 = 16 (reference 128 px for n = 3): n − 1 ConvT(k4 s2) with c[0], c[1], … (last entry
+    repeated), ConvT(k3 s1) with c[-1], ConvT(k4 s2) with c[-1], ConvT(k3 s1 → 3).
+  * S0 = 32 (upsample; reference 256 px for n = 3): ConvT(k5 s1) with c[0] and c[1], n
+    ConvT(k4 s2) with c[2] (the last without activation, as the reference), ConvT(k3 s1 → 3).
+  """
+  s0 = scene_size(config)
+  n = round(math.log2(image_size / s0))
+  if image_size != s0 * 2**n:
+    raise ValueError(f'image size {image_size} is not scene size {s0} times a power of two')
+  ch = config.decoder_channels
+  pick = lambda i: ch[min(i, len(ch) - 1)]
+  if config.upsample:
+    spec = [(pick(0), 5, 1, 2, True), (pick(1), 5, 1, 2, True)]
+    spec += [(pick(2), 4, 2, 1, i < n - 1) for i in range(n)]
+  else:
+    spec = [(pick(i), 4, 2, 1, True) for i in range(n - 1)]
+    spec.append((ch[-1], 3, 1, 1, True))
+    if n >= 1:
+      spec.append((ch[-1], 4, 2, 1, True))
+  return spec + [(3, 3, 1, 1, False)]
+
+
+class ImageDecoder(nn.Module):
+  """G (reference `upsample_net`): scene tensor (N, S0, S0, C) → pre-tanh image (N, S, S, 3)."""
+  config: ml_collections.FrozenConfigDict
+  image_size: int
+
+  @nn.compact
+  def __call__(self, scene: Array) -> Array:
+    x = scene
+    for i, (f, k, s, p, act) in enumerate(decoder_layers(self.config, self.image_size)):
+      x = layers.ConvTranspose2d(f, k, s, p, name=f'deconv{i + 1}')(x)
+      if act:
+        x = layers.leaky_relu(x)
+    return x
+
+
+def compose(canvases: Array, background: Array, pooling: str,
+            visible: Array | None = None) -> Array:
+  """Scene tensor from object canvases and the background canvas.
+
+  canvases: (B, K, H, W, C); background: (B, H, W, C).
+  pooling 'max': element-wise max over [W_1 … W_K, W_0]. With visible=None every canvas
+  takes part everywhere, including its zeros outside the object window, so the background
+  is clipped at 0 where no object is drawn (reference). visible (B, K, H, W, 1) bool
+  restricts each object to where it is True (the background then keeps negative values).
+  pooling 'sum': Σ_k W_k + W_0 (`visible` is not needed: zeros add nothing).
+  """
+  if pooling == 'sum':
+    return jnp.sum(canvases, axis=1) + background
+  if visible is not None:
+    canvases = jnp.where(visible, canvases, -jnp.inf)
+  return jnp.maximum(jnp.max(canvases, axis=1), background)
+
+
+class RelateGenerator(nn.Module):
+  """Ψb, Ψf, T_b, T_f, Γ, sc and G.
+
+  config: config.model (FrozenConfigDict). image_size: output side S; None reads
+  config.image_size when that field exists, else the reference's 128.
+
+  Parameters: 'background_constant' T_b (1, S0, S0, scene_channels); 'object_constant' T_f
+  (1, or K with fixed_objects, H', H', obj_channels); 'background_decoder' Ψb;
+  'object_decoder' Ψf; 'scale' sc (Linear(Nb+Nf+2 → h), LReLU, Linear(h → h), LReLU,
+  Linear(h → 1), Tanh; always present, as in the reference state dict); 'interaction' Γ
+  (relate_static with use_interaction) or 'chain' (relate_static_order); 'image_decoder' G.
+  Initialise without `poses` so Γ's parameters are created.
+  """
+  config: ml_collections.FrozenConfigDict
+  image_size: int | None = None
+
+  def resolved_image_size(self) -> int:
+    if self.image_size is not None:
+      return self.image_size
+    if 'image_size' in self.config:
+      return self.config.image_size
+    return REFERENCE_IMAGE_SIZE
+
+  @nn.compact
+  def __call__(self, latents: Latents, *, render_single: bool = True,
+               poses: Array | None = None) -> tuple[Array, dict]:
+    """Renders B scenes.
+
+    Returns images (B, S, S, 3) in [-1, 1] and aux with 'poses' θ (B, K, 2),
+    'initial_poses' θ̂ (B, K, 2), 'scales' s (B, K) and, if render_single, 'single'
+    (B, S, S, 3), the render of [selected object, background]. `poses` (B, K, 2) skips Γ
+    and renders exactly these final poses.
+    """
+    c = self.config
+    b, k, _ = latents.appearance.shape
+    s0, win = scene_size(c), window_size(c)
+    t_b = self.param('background_constant', layers.constant_init,
+                     (1, s0, s0, c.scene_channels))
+    t_f = self.param('object_constant', layers.constant_init,
+                     (k if c.fixed_objects else 1, c.obj_size, c.obj_size, c.obj_channels))
+    z0, present = latents.background, latents.present
+    # Balls-in-Bowl setting: one constant per slot and a constant style vector.
+    z = jnp.ones_like(latents.appearance) if c.fixed_objects else latents.appearance
+
+    if poses is not None:
+      theta = poses
+    elif c.name == config_lib.ORDERED:
+      theta = StackChain(c, name='chain')(z, latents.poses, present, z0)
+    elif c.use_interaction:
+      theta = Interaction(c, name='interaction')(z, latents.poses, present, z0)
+    else:
+      theta = jnp.where(present[..., None] > 0, latents.poses, c.absent_pose)
+
+    sc = layers.Mlp((c.scale_hidden, c.scale_hidden, 1), final=jnp.tanh, name='scale')(
+        jnp.concatenate([jnp.broadcast_to(z0[:, None], (b, k, z0.shape[-1])), z, theta], -1))
+    if c.scale_augment and not c.fixed_objects:
+      scales = 1.0 + 2.0 * sc[..., 0]
+    else:
+      scales = jnp.ones((b, k), sc.dtype)
+
+    # Ψf once over all B·K slots.
+    constant = jnp.tile(t_f, (b, 1, 1, 1)) if c.fixed_objects else t_f
+    windows = ObjectDecoder(c, name='object_decoder')(constant, z.reshape(b * k, -1))
+    margin = (s0 - win) // 2
+    pad = ((0, 0), (margin, margin), (margin, margin), (0, 0))
+    flat_scales, flat_theta = scales.reshape(b * k), theta.reshape(b * k, 2)
+    canvases = place(jnp.pad(windows, pad), flat_scales, flat_theta)
+    canvases = canvases.reshape(b, k, s0, s0, -1)
+    if c.hide_absent:
+      canvases = canvases * present[:, :, None, None, None]
+    visible = None
+    if not c.clip_background and c.pooling == 'max':
+      footprint = place(jnp.pad(jnp.ones((b * k, win, win, 1)), pad), flat_scales, flat_theta)
+      visible = (footprint.reshape(b, k, s0, s0, 1) > 0) & (
+          present[:, :, None, None, None] > 0)
+
+    background = BackgroundDecoder(c, name='background_decoder')(t_b, z0)
+    scene = compose(canvases, background, c.pooling, visible)
+    scenes = [scene]
+    if render_single:
+      pick = lambda a: jnp.take_along_axis(
+          a, latents.select[:, None, None, None, None], axis=1)
+      scenes.append(compose(pick(canvases), background, c.pooling,
+                            None if visible is None else pick(visible)))
+    decoder = ImageDecoder(c, self.resolved_image_size(), name='image_decoder')
+    images = jnp.tanh(decoder(jnp.concatenate(scenes, 0)))
+    aux = {'poses': theta, 'initial_poses': latents.poses, 'scales': scales}
+    if render_single:
+      aux['single'] = images[b:]
+    return images[:b], aux

@@ -1,0 +1,211 @@
+"""Building blocks with PyTorch semantics, in NHWC.
+
+Every layer here reproduces the numerics of the torch layer the RELATE reference uses
+(REFERENCE.md §2, §3.3), so that reference checkpoints convert by re-laying out arrays only:
+
+* Linear (out, in)            -> ``nn.Dense`` kernel ``W.T``.
+* Conv2d (out, in, kh, kw)    -> :class:`Conv2d` kernel ``W.transpose(2, 3, 1, 0)``.
+* ConvTranspose2d (in, out, kh, kw) -> :class:`ConvTranspose2d` kernel
+  ``W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)`` (a flipped kernel, ``transpose_kernel=False``).
+* spectral_norm's ``weight_u`` / ``weight_v`` -> ``spectral/<layer>/u`` and ``.../v`` unchanged
+  (the kernel is flattened in torch's (out, in·kh·kw) order, see :func:`torch_matrix`).
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# REFERENCE §2.7 (`weight_init`): convolutions ~ N(0, 0.02) truncated at ±2σ, linear layers
+# ~ N(0, 0.02), biases 0, learned constants 0.02·N(0, 1), affine IN gains N(0, 0.02).
+conv_init = nn.initializers.truncated_normal(stddev=0.02, lower=-2.0, upper=2.0)
+dense_init = nn.initializers.normal(stddev=0.02)
+constant_init = nn.initializers.normal(stddev=0.02)
+gain_init = nn.initializers.normal(stddev=0.02)
+zeros = nn.initializers.zeros
+
+SN_EPS = 1e-12  # torch.nn.utils.spectral_norm default.
+IN_EPS = 1e-5  # torch.nn.InstanceNorm2d default.
+
+
+def leaky_relu(x: Array, slope: float = 0.2) -> Array:
+  return jnp.where(x >= 0, x, slope * x)
+
+
+def dense(features: int, name: str | None = None) -> nn.Dense:
+  """torch Linear with the reference initialisation."""
+  return nn.Dense(features, kernel_init=dense_init, bias_init=zeros, name=name)
+
+
+class Mlp(nn.Module):
+  """Linear → LReLU(0.2) → … → Linear, optionally followed by `final` (e.g. tanh).
+
+  Submodules are named ``layers_0``, ``layers_1``, … in torch Sequential order of the
+  Linear layers (torch indices 0, 2, 4).
+  """
+  features: tuple[int, ...]
+  final: Callable[[Array], Array] | None = None
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    for i, f in enumerate(self.features):
+      x = dense(f, name=f'layers_{i}')(x)
+      if i < len(self.features) - 1:
+        x = leaky_relu(x)
+    return self.final(x) if self.final is not None else x
+
+
+class Conv2d(nn.Module):
+  """torch Conv2d(in → features, k, stride, padding) on NHWC input."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    p = self.padding
+    return nn.Conv(self.features, (self.kernel_size,) * 2, strides=(self.stride,) * 2,
+                   padding=((p, p), (p, p)), kernel_init=conv_init, bias_init=zeros,
+                   name='conv')(x)
+
+
+class ConvTranspose2d(nn.Module):
+  """torch ConvTranspose2d(in → features, k, stride, padding) on NHWC input.
+
+  Output side (H − 1)·s − 2p + k, as torch. Implemented as a fractionally strided
+  convolution (input dilated by s) with explicit padding k − 1 − p on each side; the kernel
+  (kh, kw, in, out) is the torch kernel flipped spatially (see the module docstring).
+  """
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    q = self.kernel_size - 1 - self.padding
+    return nn.ConvTranspose(self.features, (self.kernel_size,) * 2,
+                            strides=(self.stride,) * 2, padding=((q, q), (q, q)),
+                            transpose_kernel=False, kernel_init=conv_init, bias_init=zeros,
+                            name='conv')(x)
+
+
+def instance_norm(x: Array, eps: float = IN_EPS) -> Array:
+  """InstanceNorm2d(affine=False): per sample and channel over H, W, biased variance.
+
+  x: (N, H, W, C).
+  """
+  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+class AdaIN(nn.Module):
+  """Adaptive instance norm: ẑ = ReLU(Dense(2C)(z)); out = ẑ[:C] ⊙ IN(x) + ẑ[C:].
+
+  x: (N, H, W, C) or the batch-1 learned constant (1, H, W, C), which is normalised once
+  and broadcast to the batch of `z`; z: (B, L). Returns (B, H, W, C).
+  """
+
+  @nn.compact
+  def __call__(self, x: Array, z: Array) -> Array:
+    c = x.shape[-1]
+    style = nn.relu(dense(2 * c, name='mlp')(z))
+    scale, shift = style[:, None, None, :c], style[:, None, None, c:]
+    return scale * instance_norm(x) + shift
+
+
+def _normalize(x: Array) -> Array:
+  """torch F.normalize(x, dim=0, eps=1e-12)."""
+  return x / jnp.maximum(jnp.linalg.norm(x), SN_EPS)
+
+
+def torch_matrix(kernel: Array) -> Array:
+  """A Flax kernel as torch's spectral-norm matrix (out, in·kh·kw).
+
+  Dense (in, out) → (out, in); Conv (kh, kw, in, out) → (out, in, kh, kw) flattened, i.e.
+  the row layout of torch's `weight.reshape(out, -1)`, so stored `v` vectors match torch's
+  `weight_v` element for element.
+  """
+  if kernel.ndim == 2:
+    return kernel.T
+  return jnp.transpose(kernel, (3, 2, 0, 1)).reshape(kernel.shape[-1], -1)
+
+
+def spectral_sigma(module: nn.Module, w_mat: Array, update_stats: bool) -> Array:
+  """σ(W) by torch's spectral_norm rule, with (u, v) in `module`'s 'spectral' collection.
+
+  update_stats=True (torch train mode): one power iteration v ← n(Wᵀu), u ← n(W v) on
+  stop-gradient copies, the new u, v are stored; σ = u·(W v) differentiates through W only.
+  update_stats=False (torch eval mode): σ = u·(W v) with the stored vectors. At
+  initialisation u, v are normalised N(0, 1) draws and no iteration runs (torch's state at
+  construction).
+
+  w_mat: (out, in) matrix. Returns the scalar σ.
+  """
+  out_dim, in_dim = w_mat.shape
+  u_var = module.variable('spectral', 'u',
+                          lambda: _normalize(jax.random.normal(module.make_rng('params'),
+                                                               (out_dim,))))
+  v_var = module.variable('spectral', 'v',
+                          lambda: _normalize(jax.random.normal(module.make_rng('params'),
+                                                               (in_dim,))))
+  u, v = u_var.value, v_var.value
+  if update_stats and not module.is_initializing():
+    w = jax.lax.stop_gradient(w_mat)
+    v = _normalize(w.T @ u)
+    u = _normalize(w @ v)
+    u_var.value, v_var.value = u, v
+  return jnp.dot(u, w_mat @ v)
+
+
+class SNConv2d(nn.Module):
+  """spectral_norm(Conv2d(in → features, k, stride, padding)); params 'kernel' (the raw
+  `weight_orig`, (kh, kw, in, out)) and 'bias'."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+
+  @nn.compact
+  def __call__(self, x: Array, *, update_stats: bool) -> Array:
+    k, p = self.kernel_size, self.padding
+    kernel = self.param('kernel', conv_init, (k, k, x.shape[-1], self.features))
+    bias = self.param('bias', zeros, (self.features,))
+    sigma = spectral_sigma(self, torch_matrix(kernel), update_stats)
+    y = jax.lax.conv_general_dilated(x, kernel / sigma, (self.stride,) * 2, ((p, p), (p, p)),
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + bias
+
+
+class SNDense(nn.Module):
+  """spectral_norm(Linear(in → features)); params 'kernel' (in, out) and 'bias'."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array, *, update_stats: bool) -> Array:
+    kernel = self.param('kernel', dense_init, (x.shape[-1], self.features))
+    bias = self.param('bias', zeros, (self.features,))
+    sigma = spectral_sigma(self, torch_matrix(kernel), update_stats)
+    return x @ (kernel / sigma) + bias
+
+
+class SNInstanceNorm(nn.Module):
+  """spectral_norm(InstanceNorm2d(C, affine=True)): IN with gain γ/σ(γ) and bias β.
+
+  The gain (C,) is seen by torch as a (C, 1) matrix, so σ is its L2 norm and the effective
+  gain has unit norm; v has shape (1,). Params 'scale' (torch `weight_orig`) and 'bias'.
+  x: (N, H, W, C).
+  """
+
+  @nn.compact
+  def __call__(self, x: Array, *, update_stats: bool) -> Array:
+    c = x.shape[-1]
+    gain = self.param('scale', gain_init, (c,))
+    bias = self.param('bias', zeros, (c,))
+    sigma = spectral_sigma(self, gain[:, None], update_stats)
+    return instance_norm(x) * (gain / sigma) + bias
