@@ -5,7 +5,7 @@ from relate_jax.config import base_config
 
 def get_config():
   config = base_config()
-  config.data.name = 'shapes'
+  config.data.name = 'shapes_tiny'  # 64 train / 16 test images, rendered in seconds.
   config.data.image_size = 32
   config.model.num_objects = 3
   config.model.min_objects = 1

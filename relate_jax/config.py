@@ -97,6 +97,33 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+# Ablations of the paper's Table 1, as switches on any config (`configs/X.py:<variant>`).
+ABLATIONS = {
+    # BlockGAN2D: independent poses (no Γ) and no position regression.
+    'blockgan2d': {'model.use_interaction': False, 'loss.position': 0.0},
+    # "w/o residual": θ is Γ's output alone, θ̂ is not added back.
+    'no_residual': {'model.residual': False},
+    # "w/o pos. reg.": no position-regression loss.
+    'no_position': {'loss.position': 0.0},
+}
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str,
+                  own: dict[str, dict] | None = None) -> ml_collections.ConfigDict:
+  """Applies a named variant: one of the config file's `own` ones or an ABLATION.
+
+  Variants combine with '+', e.g. 'main+blockgan2d'. '' leaves the config unchanged.
+  """
+  table = dict(ABLATIONS, **(own or {}))
+  for name in filter(None, variant.split('+')):
+    if name not in table:
+      raise ValueError(f'Unknown variant {name!r}; this config knows {sorted(table)}')
+    for path, value in table[name].items():
+      group, field = path.split('.')
+      config[group][field] = value
+  return config
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError with a readable message when `config` is inconsistent."""
   m = config.model
