@@ -1,0 +1,332 @@
+"""Builders for the published raw data sets: CLEVR, CLEVR5(-vbg), ShapeStacks, RealTraffic.
+
+Every fixture is a tiny copy of the published layout (real file and folder
+names, CLEVR's scene JSON structure) with small images of odd sizes, so the
+selection rules, the LANCZOS resize and the error paths run on real code paths.
+"""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from relate_jax.data import common
+from relate_jax.data.builders import clevr, clevr5, raw, real_traffic, shapestacks
+
+SIZE = 32
+RNG = np.random.default_rng(0)
+
+
+def _image(path, width=48, height=32, fmt=None):
+  """Writes a random RGB image (odd, non-square size) and returns its path."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(RNG.integers(0, 256, (height, width, 3), np.uint8)).save(path, format=fmt)
+  return path
+
+
+def _build(cls, config, raw_dir, tfds_dir):
+  """Prepares `cls` and returns {split: uint8 (N, ...) in index order}."""
+  builder = cls(config=config, data_dir=str(tfds_dir))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(raw_dir)))
+  out = {}
+  for split in common.SPLITS:
+    source = builder.as_data_source(split)
+    key = 'video' if builder.builder_config.clip_length else 'image'
+    out[split] = np.stack([source[i][key] for i in range(len(source))])
+  return out
+
+
+def _expected(paths):
+  """The reference transform of each file, as hashable bytes."""
+  return {np.asarray(raw.load_square(p, p, SIZE)).tobytes() for p in paths}
+
+
+def _as_set(images):
+  return {np.ascontiguousarray(x).tobytes() for x in images}
+
+
+def _check_images(images):
+  assert images.dtype == np.uint8
+  assert images.shape[1:] == (SIZE, SIZE, 3)
+  assert images.min() < 40 and images.max() > 215  # Noise images span the range.
+
+
+# ---------------------------------------------------------------- CLEVR
+
+_CLEVR_COUNTS = {'train': [2, 3, 6, 7, 10, 4], 'val': [3, 9, 5]}  # Objects per scene.
+
+
+def _clevr_tree(parent):
+  """CLEVR_v1.0 under `parent`; returns the relative paths train must keep."""
+  root = os.path.join(parent, 'CLEVR_v1.0')
+  keep = []
+  for split, counts in _CLEVR_COUNTS.items():
+    scenes = []
+    for i, count in enumerate(counts):
+      name = f'CLEVR_{split}_{i:06d}.png'
+      _image(os.path.join(root, 'images', split, name))
+      objects = [{'color': 'gray', 'size': 'large', 'shape': 'cube', 'material': 'rubber',
+                  '3d_coords': [0.0, 0.0, 0.7], 'pixel_coords': [240, 160, 10.0],
+                  'rotation': 0.0} for _ in range(count)]
+      scenes.append({'split': split, 'image_index': i, 'image_filename': name,
+                     'objects': objects, 'relationships': {'left': [], 'right': [],
+                                                           'front': [], 'behind': []},
+                     'directions': {}})
+      if 3 <= count <= 6:
+        keep.append(f'images/{split}/{name}')
+    os.makedirs(os.path.join(root, 'scenes'), exist_ok=True)
+    with open(os.path.join(root, 'scenes', f'CLEVR_{split}_scenes.json'), 'w') as f:
+      json.dump({'info': {'split': split, 'version': '1.0'}, 'scenes': scenes}, f)
+  for i in range(3):
+    _image(os.path.join(root, 'images', 'test', f'CLEVR_test_{i:06d}.png'))
+  return root, keep
+
+
+def test_clevr_selection_counts_and_zip(tmp_path):
+  root, keep = _clevr_tree(tmp_path / 'extracted')
+  files = clevr.ClevrFiles.find(str(tmp_path / 'extracted'))
+  kept, stats = clevr.select_train(files)
+  assert kept == keep == ['images/train/CLEVR_train_000001.png',
+                          'images/train/CLEVR_train_000002.png',
+                          'images/train/CLEVR_train_000005.png',
+                          'images/val/CLEVR_val_000000.png',
+                          'images/val/CLEVR_val_000002.png']
+  assert stats['train'] == {'images': 6, 'kept': 3, 'too_few': 1, 'too_many': 2,
+                            'scenes_without_image': 0}
+  assert stats['val'] == {'images': 3, 'kept': 2, 'too_few': 0, 'too_many': 1,
+                          'scenes_without_image': 0}
+  assert clevr.select_test(files) == [f'images/test/CLEVR_test_{i:06d}.png' for i in range(3)]
+  assert clevr.ClevrFiles.find(root).root == root  # data_dir = the CLEVR_v1.0 folder.
+
+  # The published zip, read in place: same selection, same bytes.
+  zdir = tmp_path / 'zipped'
+  zdir.mkdir()
+  with zipfile.ZipFile(zdir / 'CLEVR_v1.0.zip', 'w') as z:
+    for d, _, names in os.walk(root):
+      for n in names:
+        path = os.path.join(d, n)
+        z.write(path, os.path.relpath(path, os.path.dirname(root)))
+  zfiles = clevr.ClevrFiles.find(str(zdir))
+  assert zfiles.zip_path is not None
+  assert clevr.select_train(zfiles) == (kept, stats)
+  assert zfiles.read_bytes(keep[0]) == open(os.path.join(root, keep[0]), 'rb').read()
+
+
+def test_clevr_builder_from_zip_and_folder(tmp_path):
+  root, keep = _clevr_tree(tmp_path / 'raw')
+  out = _build(clevr.Clevr, str(SIZE), tmp_path / 'raw', tmp_path / 'tfds')
+  for split in common.SPLITS:
+    _check_images(out[split])
+  assert _as_set(out['train']) == _expected([os.path.join(root, k) for k in keep])
+  test_files = sorted(os.listdir(os.path.join(root, 'images', 'test')))
+  assert _as_set(out['test']) == _expected(
+      [os.path.join(root, 'images', 'test', n) for n in test_files])
+
+  zdir = tmp_path / 'zipped'
+  zdir.mkdir()
+  with zipfile.ZipFile(zdir / 'CLEVR_v1.0.zip', 'w') as z:
+    for d, _, names in os.walk(root):
+      for n in names:
+        z.write(os.path.join(d, n), os.path.relpath(os.path.join(d, n), tmp_path / 'raw'))
+  again = _build(clevr.Clevr, str(SIZE), zdir, tmp_path / 'tfds_zip')
+  for split in common.SPLITS:  # Deterministic: same examples in the same order.
+    np.testing.assert_array_equal(again[split], out[split])
+
+
+def test_clevr_missing_and_mismatched(tmp_path):
+  with pytest.raises(common.MissingDataError) as e:
+    _build(clevr.Clevr, str(SIZE), tmp_path, tmp_path / 'tfds')
+  message = str(e.value)
+  assert 'images/train' in message and str(tmp_path) in message
+  assert 'CLEVR_v1.0.zip' in message and 'cs.stanford.edu/people/jcjohns/clevr' in message
+
+  root, _ = _clevr_tree(tmp_path / 'raw')
+  _image(os.path.join(root, 'images', 'val', 'CLEVR_val_000099.png'))  # No scene entry.
+  with pytest.raises(ValueError, match='CLEVR_val_000099.png'):
+    clevr.select_train(clevr.ClevrFiles.find(str(tmp_path / 'raw')))
+
+
+# ---------------------------------------------------------------- CLEVR5
+
+@pytest.mark.parametrize('variant,folder', [('', 'CLEVR5'), ('vbg', 'CLEVR5_vbg')])
+def test_clevr5_builder(tmp_path, variant, folder):
+  root = tmp_path / folder
+  train = [_image(str(root / 'train' / f'CLEVR_new_{i:06d}.png'), 50, 33) for i in range(4)]
+  test = [_image(str(root / 'test' / f'CLEVR_new_{i:06d}.png'), 50, 33) for i in range(2)]
+  config = common.config_name(SIZE, variant)
+  out = _build(clevr5.Clevr5, config, tmp_path, tmp_path / 'tfds')  # data_dir = parent.
+  _check_images(out['train'])
+  assert _as_set(out['train']) == _expected(train)
+  assert _as_set(out['test']) == _expected(test)
+  again = _build(clevr5.Clevr5, config, root, tmp_path / 'tfds2')  # data_dir = the folder.
+  np.testing.assert_array_equal(again['train'], out['train'])
+
+
+def test_clevr5_errors(tmp_path):
+  (tmp_path / 'CLEVR5' / 'train').mkdir(parents=True)
+  with pytest.raises(common.MissingDataError) as e:
+    _build(clevr5.Clevr5, str(SIZE), tmp_path, tmp_path / 'tfds')
+  assert 'missing' in str(e.value) and 'test/*.png' in str(e.value)
+  assert str(tmp_path / 'CLEVR5') in str(e.value) and 'clevr5.zip' in str(e.value)
+
+  root = tmp_path / 'ok'
+  _image(str(root / 'train' / 'a.png'))
+  _image(str(root / 'test' / 'b.png'))
+  (root / 'train' / 'broken.png').write_bytes(b'not a png')
+  with pytest.raises(ValueError, match='broken.png'):
+    _build(clevr5.Clevr5, str(SIZE), root, tmp_path / 'tfds2')
+
+
+# ---------------------------------------------------------------- ShapeStacks
+
+def _frame(camera):
+  return f'rgb-w=0-f=0-l=0-c=original-cam_{camera}-mono-0.png'
+
+
+_CAMERAS = (1, 2, 9, 10, 11, 12, 13, 16)  # 1-11 kept.
+
+
+def _shapestacks_tree(root):
+  """Scenarios around the height and camera limits; test split from test.txt."""
+  scenarios = {
+      'env_ccs-easy-h=2-vcom=0-vpsf=0-v=1': 'train',
+      'env_blocks-hard-h=5-vcom=3-vpsf=0-v=7': 'train',
+      'env_ccs-hard-h=6-vcom=5-vpsf=0-v=120': 'train (too tall)',
+      'env_cubes-easy-h=3-vcom=1-vpsf=0-v=4': 'test',
+      'env_cubes-easy-h=6-vcom=0-vpsf=0-v=2': 'test (too tall)',
+  }
+  for name in scenarios:
+    for cam in _CAMERAS:
+      _image(os.path.join(root, 'recordings', name, _frame(cam)), 40, 40)
+    _image(os.path.join(root, 'recordings', name,
+                        'depth-w=0-f=0-l=0-c=original-cam_1-mono-0.png'), 40, 40)
+  os.makedirs(os.path.join(root, 'splits', 'default'))
+  lists = {
+      'train': ['env_ccs-easy-h=2-vcom=0-vpsf=0-v=1', 'env_ccs-hard-h=6-vcom=5-vpsf=0-v=120'],
+      'eval': ['env_blocks-hard-h=5-vcom=3-vpsf=0-v=7'],
+      'test': ['env_cubes-easy-h=3-vcom=1-vpsf=0-v=4', 'env_cubes-easy-h=6-vcom=0-vpsf=0-v=2',
+               'env_ccs-easy-h=4-vcom=0-vpsf=0-v=9'],  # The last one is not on disk.
+  }
+  for split, names in lists.items():
+    with open(os.path.join(root, 'splits', 'default', f'{split}.txt'), 'w') as f:
+      f.write(''.join(n + '\n' for n in names))
+
+
+def test_shapestacks_name_parsing():
+  assert shapestacks.tower_height('env_ccs-hard-h=6-vcom=5-vpsf=0-v=120') == 6
+  assert shapestacks.tower_height('env_other') is None
+  assert shapestacks.camera_index(_frame(1)) == 1
+  assert shapestacks.camera_index(_frame(16)) == 16
+  assert shapestacks.camera_index('rgb-w=0-f=0-l=0-c=original-cam_3-mono-12.png') == 3
+  assert shapestacks.camera_index('depth-w=0-f=0-l=0-c=original-cam_1-mono-0.png') is None
+  # The reference's character test, for every published camera: same cameras kept.
+  for cam in range(1, 17):
+    f = _frame(cam)
+    assert (f[-13] == '_' or int(f[-12]) < 2) == (shapestacks.camera_index(f) <= 11)
+
+
+def test_shapestacks_selection_and_builder(tmp_path):
+  root = tmp_path / 'shapestacks'
+  _shapestacks_tree(str(root))
+  (root / 'recordings' / 'README.txt').write_text('not a scenario')
+  train, stats = shapestacks.select(str(root), 'train')
+  kept = [_frame(c) for c in sorted(_CAMERAS, key=str) if c <= 11]
+  assert train == [('env_blocks-hard-h=5-vcom=3-vpsf=0-v=7', kept),
+                   ('env_ccs-easy-h=2-vcom=0-vpsf=0-v=1', kept)]
+  assert stats == {'scenarios': 2, 'missing': 0, 'no_height': 0, 'too_tall': 1,
+                   'no_frames': 0, 'frames': 10, 'other_files': 2, 'high_cameras': 6,
+                   'other_entries': 1}
+  test, stats = shapestacks.select(str(root), 'test')
+  assert test == [('env_cubes-easy-h=3-vcom=1-vpsf=0-v=4', kept)]
+  assert (stats['missing'], stats['too_tall'], stats['frames']) == (1, 1, 5)
+
+  out = _build(shapestacks.ShapeStacks, str(SIZE), tmp_path, tmp_path / 'tfds')
+  _check_images(out['train'])
+  assert _as_set(out['train']) == _expected(
+      [str(root / 'recordings' / s / f) for s, frames in train for f in frames])
+  assert _as_set(out['test']) == _expected(
+      [str(root / 'recordings' / s / f) for s, frames in test for f in frames])
+
+
+def test_shapestacks_missing_split_file(tmp_path):
+  (tmp_path / 'recordings').mkdir()
+  with pytest.raises(common.MissingDataError) as e:
+    _build(shapestacks.ShapeStacks, str(SIZE), tmp_path, tmp_path / 'tfds')
+  message = str(e.value)
+  assert os.path.join('splits', 'default', 'test.txt') in message
+  assert str(tmp_path) in message and 'shapestacks.robots.ox.ac.uk' in message
+
+
+# ---------------------------------------------------------------- RealTraffic
+
+_VIDEOS = {'f0548': 33, 'f0549': 8, 'f0550': 34, 'f0551': 12}  # Frames per video.
+
+
+def _traffic_tree(root):
+  for video, n in _VIDEOS.items():
+    for i in range(n):  # Unpadded numbers: time order needs a numeric sort.
+      _image(os.path.join(root, video, f'frame_{i}.jpeg'), 60, 36, fmt='JPEG')
+  (root / 'f0548' / 'Thumbs.db').write_bytes(b'')
+  (root / 'f_notes').mkdir()
+
+
+def _frames(root, video, indices):
+  return [str(root / video / f'frame_{i}.jpeg') for i in indices]
+
+
+def test_real_traffic_selection(tmp_path, monkeypatch):
+  _traffic_tree(tmp_path)
+  names, stats = real_traffic.select_videos(str(tmp_path), 'train')
+  assert names == ['f0548', 'f0549']
+  assert stats == {'videos': 2, 'other_split': 2, 'unnumbered': 1, 'over_cap': 0}
+  assert real_traffic.select_videos(str(tmp_path), 'test')[0] == ['f0550', 'f0551']
+  monkeypatch.setattr(real_traffic, 'MAX_TRAIN_VIDEOS', 1)
+  assert real_traffic.select_videos(str(tmp_path), 'train') == (
+      ['f0548'], {'videos': 1, 'other_split': 2, 'unnumbered': 1, 'over_cap': 1})
+  frames = real_traffic.list_frames(str(tmp_path / 'f0549'))
+  assert frames == [f'frame_{i}.jpeg' for i in range(8)]
+  assert real_traffic.clip_frames(8, 1) == [[0], [1], [2], [3], [4]]
+  assert real_traffic.clip_frames(34, 10) == [list(range(j, j + 20, 2)) for j in range(4)]
+  assert real_traffic.clip_frames(30, 10) == []
+
+
+def test_real_traffic_static_and_video(tmp_path):
+  raw_dir = tmp_path / 'cars_real_traffic'  # data_dir = the parent folder.
+  _traffic_tree(raw_dir)
+  static = _build(real_traffic.RealTraffic, str(SIZE), tmp_path, tmp_path / 'tfds')
+  _check_images(static['train'])
+  # Static: frames j < n - 3 of every video of the split.
+  assert len(static['train']) == 30 + 5 and len(static['test']) == 31 + 9
+  assert _as_set(static['train']) == _expected(
+      _frames(raw_dir, 'f0548', range(30)) + _frames(raw_dir, 'f0549', range(5)))
+
+  video = _build(real_traffic.RealTraffic, f'video_{SIZE}', tmp_path, tmp_path / 'tfds')
+  assert video['train'].shape == (3, 10, SIZE, SIZE, 3) and video['train'].dtype == np.uint8
+  assert len(video['test']) == 4  # Only f0550 has more than 3T = 30 frames.
+  expected = set()
+  for j in range(3):  # Clips (j, j+2, ..., j+18) of f0548 (33 frames).
+    clip = [np.asarray(raw.load_square(p, p, SIZE))
+            for p in _frames(raw_dir, 'f0548', range(j, j + 20, 2))]
+    expected.add(np.stack(clip).tobytes())
+  assert _as_set(video['train']) == expected
+  again = _build(real_traffic.RealTraffic, f'video_{SIZE}', raw_dir, tmp_path / 'tfds2')
+  np.testing.assert_array_equal(again['test'], video['test'])
+
+
+def test_real_traffic_errors(tmp_path):
+  (tmp_path / 'videos').mkdir()
+  with pytest.raises(common.MissingDataError) as e:
+    _build(real_traffic.RealTraffic, str(SIZE), tmp_path, tmp_path / 'tfds')
+  message = str(e.value)
+  assert "f...NNN" in message and str(tmp_path / 'cars_real_traffic') in message
+  assert 'cars_real_traffic.zip' in message
+
+  _traffic_tree(tmp_path / 'raw')
+  (tmp_path / 'raw' / 'f0549' / 'frame_3.jpeg').write_bytes(b'\xff\xd8 truncated')
+  with pytest.raises(ValueError, match=r'f0549.*frame_3\.jpeg'):
+    _build(real_traffic.RealTraffic, str(SIZE), tmp_path / 'raw', tmp_path / 'tfds2')
