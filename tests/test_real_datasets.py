@@ -330,3 +330,13 @@ def test_real_traffic_errors(tmp_path):
   (tmp_path / 'raw' / 'f0549' / 'frame_3.jpeg').write_bytes(b'\xff\xd8 truncated')
   with pytest.raises(ValueError, match=r'f0549.*frame_3\.jpeg'):
     _build(real_traffic.RealTraffic, str(SIZE), tmp_path / 'raw', tmp_path / 'tfds2')
+
+
+def test_real_traffic_cap_spans_videos(tmp_path):
+  _traffic_tree(tmp_path)
+  config = common.ResolutionConfig(name=f'capped_{SIZE}', image_size=SIZE, num_train=32,
+                                   num_test=1)
+  out = _build(real_traffic.RealTraffic, config, tmp_path, tmp_path / 'tfds')
+  assert len(out['train']) == 32 and len(out['test']) == 1
+  assert _as_set(out['train']) == _expected(
+      _frames(tmp_path, 'f0548', range(30)) + _frames(tmp_path, 'f0549', range(2)))

@@ -221,6 +221,9 @@ class Clevr(common.RelateBuilder):
   def _generate_examples(self, files: ClevrFiles, paths: list[str]
                          ) -> Iterator[tuple[str, dict]]:
     size = self.builder_config.image_size
-    for rel in paths:
+
+    def example(rel):
       read, where = files.reader(rel)
-      yield rel, {'image': raw.encoded_square(read, where, size)}
+      return rel, {'image': raw.encoded_square(read, where, size)}
+
+    yield from raw.map_ordered(example, paths)

@@ -74,5 +74,5 @@ class Clevr5(common.RelateBuilder):
 
   def _generate_examples(self, paths: list[str]) -> Iterator[tuple[str, dict]]:
     size = self.builder_config.image_size
-    for path in paths:
-      yield os.path.basename(path), {'image': raw.encoded_square(path, path, size)}
+    yield from raw.map_ordered(
+        lambda p: (os.path.basename(p), {'image': raw.encoded_square(p, p, size)}), paths)

@@ -9,10 +9,12 @@ published, and decode an image so that a broken file is reported by name.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import io
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 
@@ -90,3 +92,21 @@ def load_square(read: Callable[[], bytes] | str, name: str, image_size: int) -> 
 def encoded_square(read: Callable[[], bytes] | str, name: str, image_size: int) -> bytes:
   """PNG bytes of :func:`load_square`'s image, ready for `common.image_feature`."""
   return common.encode_png(load_square(read, name, image_size))
+
+
+def map_ordered(fn: Callable, items: Iterable, num_threads: int | None = None,
+                window: int = 256) -> Iterator:
+  """fn over items in threads, results in input order, at most `window` in flight.
+
+  PIL releases the GIL while decoding, resizing and encoding, so threads give
+  a near-linear speed-up when preparing tens of thousands of images.
+  """
+  num_threads = num_threads or os.cpu_count() or 1
+  with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+    pending = collections.deque()
+    for item in items:
+      pending.append(pool.submit(fn, item))
+      if len(pending) >= window:
+        yield pending.popleft().result()
+    while pending:
+      yield pending.popleft().result()

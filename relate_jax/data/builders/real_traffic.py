@@ -146,26 +146,39 @@ class RealTraffic(common.RelateBuilder):
       root = nested
     splits = {}
     for split in common.SPLITS:
-      clips = []
+      videos, too_short = [], 0
       for video in select_videos(root, split)[0]:
         directory = os.path.join(root, video)
-        frames = list_frames(directory)
-        clips += [(video, [os.path.join(directory, frames[i]) for i in clip])
-                  for clip in clip_frames(len(frames), self.clip_length)]
-      if not clips:
+        frames = [os.path.join(directory, f) for f in list_frames(directory)]
+        clips = clip_frames(len(frames), self.clip_length)
+        if clips:
+          videos.append((video, frames, clips))
+        else:
+          too_short += 1
+      num_clips = sum(len(clips) for _, _, clips in videos)
+      if not num_clips:
         raise raw.missing_data(
             NAME, f'no {split} video has more than {3 * self.clip_length} .jpeg frames',
             [root], LAYOUT, PUBLISHED)
-      logging.info('RealTraffic %s: %d clips of %d frames', split, len(clips),
-                   self.clip_length)
-      splits[split] = self._generate_examples(self.capped(clips, split))
+      logging.info('RealTraffic %s: %d clips of %d frames from %d videos (%d videos '
+                   'with <= %d frames give none)', split, num_clips, self.clip_length,
+                   len(videos), too_short, 3 * self.clip_length)
+      num_clips = len(self.capped(range(num_clips), split))
+      splits[split] = self._generate_examples(videos, num_clips)
     return splits
 
-  def _generate_examples(self, clips: list[tuple[str, list[str]]]
-                         ) -> Iterator[tuple[str, dict]]:
+  def _generate_examples(self, videos: list[tuple[str, list[str], list[list[int]]]],
+                         num_clips: int) -> Iterator[tuple[str, dict]]:
+    """The first `num_clips` clips; a video's frames are encoded once for all its clips."""
     size = self.builder_config.image_size
     static = not self.builder_config.clip_length
-    for video, paths in clips:
-      key = f'{video}/{os.path.basename(paths[0])}'
-      frames = [raw.encoded_square(p, p, size) for p in paths]
-      yield key, ({'image': frames[0]} if static else {'video': frames})
+    for video, frames, clips in videos:
+      clips = clips[:num_clips]
+      num_clips -= len(clips)
+      needed = sorted({i for clip in clips for i in clip})
+      encoded = dict(zip(needed, raw.map_ordered(
+          lambda i: raw.encoded_square(frames[i], frames[i], size), needed)))
+      for clip in clips:
+        key = f'{video}/{os.path.basename(frames[clip[0]])}'
+        yield key, ({'image': encoded[clip[0]]} if static
+                    else {'video': [encoded[i] for i in clip]})

@@ -175,6 +175,6 @@ class ShapeStacks(common.RelateBuilder):
 
   def _generate_examples(self, root: str, paths: list[str]) -> Iterator[tuple[str, dict]]:
     size = self.builder_config.image_size
-    for path in paths:
-      key = os.path.relpath(path, root)
-      yield key, {'image': raw.encoded_square(path, path, size)}
+    yield from raw.map_ordered(
+        lambda p: (os.path.relpath(p, root), {'image': raw.encoded_square(p, p, size)}),
+        paths)
