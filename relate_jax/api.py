@@ -9,6 +9,7 @@
 editing tools can move, add or remove objects and re-render.
 """
 
+import functools
 import json
 import os
 from typing import Iterator
@@ -110,7 +111,8 @@ def load(workdir: str, step: int | None = None) -> Relate:
   """The generator of `workdir`'s newest (or given) checkpoint; EMA weights when trained with EMA."""
   config = _normalise(load_config(workdir))
   mgr = checkpoint.manager(workdir)
-  abstract = jax.eval_shape(steps.init_state, config, steps.stream_keys(config.seed)['init'])
+  abstract = jax.eval_shape(functools.partial(steps.init_state, config),
+                            steps.stream_keys(config.seed)['init'])
   state = checkpoint.restore(mgr, abstract, step=step)
   mgr.close()
   return Relate(config, steps.generator_params(state), int(state.step))

@@ -8,6 +8,9 @@ Defaults follow the reference PyTorch code (``REFERENCE.md``); where the paper
 differs, the paper's choice is reachable through a field named here.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 # Model names.
@@ -122,6 +125,16 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str,
       group, field = path.split('.')
       config[group][field] = value
   return config
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """Loads `configs/X.py` or `configs/X.py:variant` like the --config flag does."""
+  path, _, variant = path.partition(':')
+  name = 'relate_config_' + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

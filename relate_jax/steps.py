@@ -47,7 +47,8 @@ class TrainState:
 def build_models(config: ml_collections.ConfigDict):
   """The generator and discriminator modules for `config.model`."""
   model_config = ml_collections.FrozenConfigDict(config.model)
-  return RelateGenerator(model_config), Discriminator(model_config)
+  return (RelateGenerator(model_config, image_size=config.data.image_size),
+          Discriminator(model_config))
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:

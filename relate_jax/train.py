@@ -8,6 +8,7 @@ All maths lives in `steps.py`; this file only drives it. Outputs in the workdir:
   metrics.jsonl        evaluation results (when config.eval.metrics is set)
 """
 
+import functools
 import os
 import signal
 import time
@@ -34,7 +35,8 @@ def _format_duration(seconds: float) -> str:
 
 def describe(config: ml_collections.ConfigDict) -> str:
   """Parameter table of both players, computed without allocating anything."""
-  state = jax.eval_shape(steps.init_state, config, steps.stream_keys(config.seed)['init'])
+  state = jax.eval_shape(functools.partial(steps.init_state, config),
+                         steps.stream_keys(config.seed)['init'])
   lines = ['Generator side (T_b, T_f, Ψb, Ψf, sc, Γ, G):', models.param_table(state.g_params),
            f'  total generator-side parameters: {models.count_params(state.g_params):,}',
            'Discriminator (D with position head P):', models.param_table(state.d_params),
@@ -96,17 +98,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
 
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  init = jax.jit(steps.init_state, static_argnums=0, out_shardings=replicated)
+  init = jax.jit(functools.partial(steps.init_state, config), out_shardings=replicated)
   key = steps.stream_keys(config.seed)['init']
   ckpt = checkpoint.manager(workdir, config.train.keep_checkpoints)
   if ckpt.latest_step() is not None:
-    abstract = jax.eval_shape(steps.init_state, config, key)
+    abstract = jax.eval_shape(init, key)
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
     state = checkpoint.restore(ckpt, abstract, data_iter)
     logging.info('Resumed from %s at step %d', ckpt.directory, int(state.step))
   else:
-    state = init(config, key)
+    state = init(key)
   train_step = steps.compile_train_step(config, mesh)
 
   writer = None

@@ -14,7 +14,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from relate_jax.data import common
+from relate_jax import data
+from relate_jax.config import base_config
+from relate_jax.data import common, registry
 from relate_jax.data.builders import clevr, clevr5, raw, real_traffic, shapestacks
 
 SIZE = 32
@@ -340,3 +342,53 @@ def test_real_traffic_cap_spans_videos(tmp_path):
   assert len(out['train']) == 32 and len(out['test']) == 1
   assert _as_set(out['train']) == _expected(
       _frames(tmp_path, 'f0548', range(30)) + _frames(tmp_path, 'f0549', range(2)))
+
+
+# ---------------------------------------------------------------- public path
+
+def _config(name, data_dir, tfds_dir):
+  config = base_config()
+  config.data.name = name
+  config.data.data_dir = str(data_dir)
+  config.data.tfds_dir = str(tfds_dir)
+  config.data.image_size = SIZE
+  config.train.batch_size = 2
+  return config
+
+
+def test_prepare_and_iterate_through_registry(tmp_path):
+  root, keep = _clevr_tree(tmp_path / 'raw')
+  config = _config('clevr', tmp_path / 'raw', tmp_path / 'tfds')
+  data.prepare(config)
+  assert data.num_examples(config, 'train') == len(keep)
+  batches = list(data.iterate_split(config, 'train', batch_size=2))
+  assert [b.shape for b in batches] == [(2, SIZE, SIZE, 3)] * 2 + [(1, SIZE, SIZE, 3)]
+  assert _as_set(np.concatenate(batches)) == _expected([os.path.join(root, k) for k in keep])
+
+  config.data.data_dir = str(tmp_path / 'nowhere')
+  config.data.tfds_dir = str(tmp_path / 'tfds2')
+  with pytest.raises(common.MissingDataError, match='CLEVR_v1.0'):
+    data.prepare(config)
+
+
+# The entries real_traffic needs in registry.DATASETS: the static view trains
+# relate_static (configs/real_traffic.py), the clip view feeds video models.
+_TRAFFIC_ENTRIES = {
+    'real_traffic': registry.DatasetEntry(
+        'relate_jax.data.builders.real_traffic:RealTraffic'),
+    'real_traffic_video': registry.DatasetEntry(
+        'relate_jax.data.builders.real_traffic:RealTraffic', variant='video', feature='video'),
+}
+
+
+def test_real_traffic_views_through_registry(tmp_path, monkeypatch):
+  for name, entry in _TRAFFIC_ENTRIES.items():
+    monkeypatch.setitem(registry.DATASETS, name, entry)
+  _traffic_tree(tmp_path)
+  static = _config('real_traffic', tmp_path, tmp_path / 'tfds')
+  batch = next(data.make_train_iterator(static, process_index=0, process_count=1))
+  assert batch['image'].shape == (2, SIZE, SIZE, 3) and batch['image'].dtype == np.uint8
+  video = _config('real_traffic_video', tmp_path, tmp_path / 'tfds')
+  batch = next(data.make_train_iterator(video, process_index=0, process_count=1))
+  assert batch['video'].shape == (2, 10, SIZE, SIZE, 3) and batch['video'].dtype == np.uint8
+  assert data.num_examples(video, 'test') == 4

@@ -8,19 +8,18 @@ import textwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent('''
-    import jax, numpy as np
+    import functools, jax, numpy as np
     jax.config.update('jax_disable_most_optimizations', True)
-    from ml_collections import config_flags
-    from relate_jax import steps
+    from relate_jax import config as config_lib, steps
     assert len(jax.devices()) == 8, jax.devices()
-    config = config_flags.config_flags._LoadConfigModule('t', 'configs/test.py').get_config()
+    config = config_lib.load_config_file('configs/test.py')
     config.train.batch_size = 8
     config.loss.gradient_penalty = 1.0
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
       mesh = steps.make_mesh(devices)
-      state = jax.jit(steps.init_state, static_argnums=0)(config, jax.random.key(0))
+      state = jax.jit(functools.partial(steps.init_state, config))(jax.random.key(0))
       state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
       batch = jax.device_put(images, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
       step = steps.compile_train_step(config, mesh)

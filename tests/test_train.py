@@ -1,5 +1,6 @@
 """The training iteration, the loop, checkpoints and resumption on the tiny test config."""
 
+import functools
 import glob
 import os
 import subprocess
@@ -9,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ml_collections import config_flags
 
 from relate_jax import api
 from relate_jax import config as config_lib
@@ -20,8 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(name='test'):
-  return config_flags.config_flags._LoadConfigModule(  # pylint: disable=protected-access
-      name, os.path.join(ROOT, 'configs', f'{name}.py')).get_config()
+  return config_lib.load_config_file(os.path.join(ROOT, 'configs', f'{name}.py'))
 
 
 def tree_equal(a, b) -> bool:
@@ -39,7 +38,7 @@ def config():
 
 @pytest.fixture(scope='module')
 def state(config):
-  return jax.jit(steps.init_state, static_argnums=0)(config, jax.random.key(0))
+  return jax.jit(functools.partial(steps.init_state, config))(jax.random.key(0))
 
 
 def real_batch(config, seed=0):

@@ -9,6 +9,7 @@ The last line is machine-readable:
   TRAIN images_per_s=... steps_per_s=... compile_s=... peak_mem_gib=... mfu=...
 """
 
+import functools
 import os
 import resource
 import sys
@@ -89,8 +90,8 @@ def main(argv):
   mesh = steps.make_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  state = jax.jit(steps.init_state, static_argnums=0, out_shardings=replicated)(
-      config, jax.random.key(0))
+  state = jax.jit(functools.partial(steps.init_state, config), out_shardings=replicated)(
+      jax.random.key(0))
   print(f'parameters: generator side {models.count_params(state.g_params):,}, '
         f'discriminator {models.count_params(state.d_params):,}', flush=True)
   images = jax.device_put(
