@@ -48,8 +48,10 @@ DATASETS: dict[str, DatasetEntry] = {
     'clevr5': DatasetEntry('relate_jax.data.builders.clevr5:Clevr5'),
     'clevr5_vbg': DatasetEntry('relate_jax.data.builders.clevr5:Clevr5', variant='vbg'),
     'shapestacks': DatasetEntry('relate_jax.data.builders.shapestacks:ShapeStacks'),
-    'real_traffic': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic',
-                                 feature='video'),
+    # Static frames (relate_static) and stride-2 clips of T = 10 frames (video models).
+    'real_traffic': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic'),
+    'real_traffic_video': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic',
+                                       variant='video', feature='video'),
     'balls_in_bowl': DatasetEntry('relate_jax.data.builders.balls_in_bowl:BallsInBowl',
                                   needs_data_dir=False),
 }
