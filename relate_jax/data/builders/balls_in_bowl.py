@@ -1,0 +1,123 @@
+"""TFDS builder of BallsInBowl (simulated and rendered locally, no download).
+
+Sequences come from ``relate_jax.data.balls_in_bowl`` (two balls, red and blue,
+rolling in elliptical bowls; paper A6: 2500 train and 500 test sequences). Each
+split has its own seed (train 0, test 1) and sequence i of a split is the same
+at every resolution and in both views:
+  static (builder configs '32' ... '256', feature 'image'): every frame of every
+    sequence is one example, T = NUM_FRAMES examples per sequence;
+  video (configs 'video_32' ... 'video_256', feature 'video'): one example per
+    sequence, all NUM_FRAMES frames.
+Ground truth is stored with every frame in image coordinates (x right, y down,
+the image spanning [-1, 1]; the RELATE pose placing an object there is
+θ = (-x·s, -y·s)): 'positions' and 'velocities' (image units per frame) of the
+K balls in slot order (0 red, 1 blue), and the bowl's 'bowl_angle' φ and
+'bowl_axes' (a, b).
+
+Caps: a config's num_train / num_test cap the examples written (static: frames,
+taken sequence by sequence; video: sequences), for tiny test builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from relate_jax.data import balls_in_bowl as sim
+from relate_jax.data import common
+
+NUM_TRAIN = 2500  # Sequences (paper A6).
+NUM_TEST = 500
+NUM_FRAMES = 32  # T: frames per sequence (frame 0 is the initial state).
+SPLIT_SEEDS = {'train': 0, 'test': 1}
+CHUNK = 32  # Sequences rendered at once (bounds memory: 32·T frames).
+PHYSICS = sim.Physics()
+
+
+class BallsInBowl(common.RelateBuilder):
+  """Two balls rolling in elliptical bowls: frames ('128', ...) or sequences ('video_128', ...)."""
+
+  name = 'relate_balls_in_bowl'
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Simulated BallsInBowl: 2500/500 sequences of 32 frames.'}
+  BUILDER_CONFIGS = (
+      common.resolution_configs(common.SIZES)
+      + common.resolution_configs(common.SIZES, variants=('video',), clip_length=NUM_FRAMES))
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    size = self.builder_config.image_size
+    k = PHYSICS.num_balls
+    clip = self.builder_config.clip_length
+    if clip:
+      features = {
+          'video': common.clip_feature(size, clip),
+          'positions': tfds.features.Tensor(shape=(clip, k, 2), dtype=np.float32),
+          'velocities': tfds.features.Tensor(shape=(clip, k, 2), dtype=np.float32),
+      }
+    else:
+      features = {
+          'image': common.image_feature(size),
+          'positions': tfds.features.Tensor(shape=(k, 2), dtype=np.float32),
+          'velocities': tfds.features.Tensor(shape=(k, 2), dtype=np.float32),
+          'frame': tfds.features.Scalar(np.int32),
+      }
+    features.update({
+        'sequence': tfds.features.Scalar(np.int32),
+        'bowl_angle': tfds.features.Scalar(np.float32),
+        'bowl_axes': tfds.features.Tensor(shape=(2,), dtype=np.float32),
+    })
+    return self.dataset_info(features)
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Simulated locally.
+    num = {'train': NUM_TRAIN, 'test': NUM_TEST}
+    splits = {}
+    for split in common.SPLITS:
+      if self.builder_config.clip_length:
+        examples = len(self.capped(range(num[split]), split))
+      else:
+        examples = len(self.capped(range(num[split] * NUM_FRAMES), split))
+      splits[split] = self._generate_examples(split, examples)
+    return splits
+
+  def _generate_examples(self, split: str, examples: int) -> Iterator[tuple[str, dict]]:
+    """Simulates the split at once, then renders and encodes CHUNK sequences at a time."""
+    size = self.builder_config.image_size
+    video = bool(self.builder_config.clip_length)
+    num_sequences = examples if video else -(-examples // NUM_FRAMES)
+    logging.info('BallsInBowl %s: simulating %d sequences of %d frames', split,
+                 num_sequences, NUM_FRAMES)
+    data = sim.simulate_sequences(SPLIT_SEEDS[split], num_sequences, NUM_FRAMES, PHYSICS)
+    written = 0
+    for start in range(0, num_sequences, CHUNK):
+      chunk = slice(start, min(start + CHUNK, num_sequences))
+      bowls = data.bowls.take(chunk)
+      frames = sim.render_frames(data.positions[chunk], bowls, size, PHYSICS)
+      for j, sequence in enumerate(range(chunk.start, chunk.stop)):
+        notes = {
+            'sequence': sequence,
+            'bowl_angle': np.float32(bowls.angle[j]),
+            'bowl_axes': np.array([bowls.a[j], bowls.b[j]], np.float32),
+        }
+        if video:
+          yield f'{sequence:05d}', {
+              'video': [common.encode_png(f) for f in frames[j]],
+              'positions': data.positions[sequence],
+              'velocities': data.velocities[sequence],
+              **notes,
+          }
+          continue
+        for t in range(NUM_FRAMES):
+          if written == examples:
+            return
+          written += 1
+          yield f'{sequence:05d}_{t:02d}', {
+              'image': common.encode_png(frames[j, t]),
+              'positions': data.positions[sequence, t],
+              'velocities': data.velocities[sequence, t],
+              'frame': t,
+              **notes,
+          }
