@@ -81,22 +81,29 @@ def num_examples(config, split: str) -> int:
 
 
 def _source(config, split: str):
+  """Random-access source of `split`.
+
+  Static images stay PNG bytes here and are decoded in `_pixels` (TFDS's numpy
+  decoder cannot skip a Sequence, so clips arrive decoded as lists of frames).
+  """
   prepare(config)
-  return builder(config).as_data_source(split)
+  key = feature_key(config)
+  skip = {key: tfds.decode.SkipDecoding()} if key == 'image' else None
+  return builder(config).as_data_source(split, decoders=skip)
+
+
+def _to_uint8(value) -> np.ndarray:
+  """PNG bytes, decoded arrays, or a sequence of either (frames) -> uint8 array."""
+  if isinstance(value, (bytes, np.bytes_)):
+    return common.decode_png(value)
+  if isinstance(value, np.ndarray) and value.dtype != object:
+    return value.astype(np.uint8, copy=False)
+  return np.stack([_to_uint8(v) for v in value])
 
 
 def _pixels(key: str):
   """Element -> {key: uint8 (S, S, 3) or (T, S, S, 3)} (drops the annotations)."""
-
-  def decode(example):
-    value = example[key]
-    if isinstance(value, (bytes, np.bytes_)):
-      value = common.decode_png(value)
-    elif isinstance(value, (list, tuple)):  # A Sequence of frames.
-      value = np.stack([common.decode_png(v) if isinstance(v, bytes) else v for v in value])
-    return {key: np.asarray(value, np.uint8)}
-
-  return decode
+  return lambda example: {key: _to_uint8(example[key])}
 
 
 def _read_options(config) -> grain.ReadOptions:
