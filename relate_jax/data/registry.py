@@ -52,8 +52,11 @@ DATASETS: dict[str, DatasetEntry] = {
     'real_traffic': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic'),
     'real_traffic_video': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic',
                                        variant='video', feature='video'),
+    # Simulated locally: static frames, and whole sequences as clips.
     'balls_in_bowl': DatasetEntry('relate_jax.data.builders.balls_in_bowl:BallsInBowl',
                                   needs_data_dir=False),
+    'balls_in_bowl_video': DatasetEntry('relate_jax.data.builders.balls_in_bowl:BallsInBowl',
+                                        variant='video', feature='video', needs_data_dir=False),
 }
 
 
