@@ -16,7 +16,7 @@ from PIL import Image
 
 from relate_jax import data
 from relate_jax.config import base_config
-from relate_jax.data import common, registry
+from relate_jax.data import common
 from relate_jax.data.builders import clevr, clevr5, raw, real_traffic, shapestacks
 
 SIZE = 32
@@ -371,19 +371,8 @@ def test_prepare_and_iterate_through_registry(tmp_path):
     data.prepare(config)
 
 
-# The entries real_traffic needs in registry.DATASETS: the static view trains
-# relate_static (configs/real_traffic.py), the clip view feeds video models.
-_TRAFFIC_ENTRIES = {
-    'real_traffic': registry.DatasetEntry(
-        'relate_jax.data.builders.real_traffic:RealTraffic'),
-    'real_traffic_video': registry.DatasetEntry(
-        'relate_jax.data.builders.real_traffic:RealTraffic', variant='video', feature='video'),
-}
-
-
-def test_real_traffic_views_through_registry(tmp_path, monkeypatch):
-  for name, entry in _TRAFFIC_ENTRIES.items():
-    monkeypatch.setitem(registry.DATASETS, name, entry)
+def test_real_traffic_views_through_registry(tmp_path):
+  # The static view trains relate_static (configs/real_traffic.py); clips feed video models.
   _traffic_tree(tmp_path)
   static = _config('real_traffic', tmp_path, tmp_path / 'tfds')
   batch = next(data.make_train_iterator(static, process_index=0, process_count=1))
