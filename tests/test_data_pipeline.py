@@ -199,3 +199,13 @@ def test_require_manual_dir_names_layout_directory_and_source(tmp_path):
   assert 'https://example.org/clevr' in message and 'missing images' in message
   (tmp_path / 'images').mkdir()
   assert common.require_manual_dir(Manager(), 'CLEVR v1.0', layout, 'x', ('images',)) == str(tmp_path)
+
+
+@pytest.mark.parametrize('name', sorted(registry.DATASETS))
+def test_registry_entries_resolve_to_builder_configs_with_their_feature(name, tmp_path):
+  cls = registry.builder_class(name)
+  for size in (32, 128):
+    builder = cls(config=registry.builder_config(name, size), data_dir=str(tmp_path))
+    features = builder.info.features
+    assert registry.entry(name).feature in features
+    assert features[registry.entry(name).feature].shape[-3:] == (size, size, 3)
