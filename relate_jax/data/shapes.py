@@ -32,7 +32,7 @@ SHAPES = ('sphere', 'cube', 'cylinder')
 COLORS = np.array([[87, 87, 87], [173, 35, 35], [42, 75, 215], [29, 105, 20],
                    [129, 74, 25], [129, 38, 192], [41, 208, 208], [255, 238, 51]],
                   np.float32) / 255.0
-SIZES = (0.11, 0.17)  # Object "radius" in world units (the image spans 2 units).
+SIZES = (0.13, 0.19)  # Object "radius" in world units (the image spans 2 units).
 CUBE_SCALE = 0.8  # Cube half-side / radius (CLEVR shrinks cubes so they look alike in size).
 CYLINDER_HEIGHT = 1.6  # Cylinder height / radius.
 ELEVATION = np.deg2rad(40.0)
