@@ -118,6 +118,13 @@ def test_clevr_selection_counts_and_zip(tmp_path):
   assert clevr.select_train(zfiles) == (kept, stats)
   assert zfiles.read_bytes(keep[0]) == open(os.path.join(root, keep[0]), 'rb').read()
 
+  bad = tmp_path / 'bad_zip'
+  bad.mkdir()
+  with zipfile.ZipFile(bad / 'CLEVR_v1.0.zip', 'w') as z:  # Images only, no scenes/.
+    z.write(os.path.join(root, keep[0]), 'CLEVR_v1.0/' + keep[0])
+  with pytest.raises(common.MissingDataError, match='scenes/CLEVR_train_scenes.json'):
+    clevr.ClevrFiles.find(str(bad))
+
 
 def test_clevr_builder_from_zip_and_folder(tmp_path):
   root, keep = _clevr_tree(tmp_path / 'raw')
