@@ -1,0 +1,320 @@
+"""Properties of the RELATE models on the tiny 32 px test config, and exact reference
+parameter counts at the full-size configs (shape-only initialisation)."""
+
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from relate_jax.models import (Discriminator, RelateGenerator, compose, count_params,
+                               param_table, sample_latents)
+from relate_jax.models.interaction import Interaction
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
+
+
+def _load_config(name: str) -> ml_collections.ConfigDict:
+  spec = importlib.util.spec_from_file_location(f'configs_{name}', CONFIGS / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _model_config(config_name='test', **overrides) -> ml_collections.FrozenConfigDict:
+  config = _load_config(config_name)
+  for key, value in overrides.items():
+    setattr(config.model, key, value)
+  return ml_collections.FrozenConfigDict(config.model)
+
+
+def _generator(model_config, image_size=32):
+  return RelateGenerator(model_config, image_size=image_size)
+
+
+def _jit_apply(module):
+  return jax.jit(module.apply, static_argnames=('render_single',))
+
+
+def _sample(key, model_config, batch, train):
+  return _jit_sample(key, model_config, batch, train)
+
+
+_jit_sample = jax.jit(sample_latents, static_argnums=(1, 2, 3))
+
+
+@pytest.fixture(scope='module')
+def tiny():
+  """The test config's generator, its parameters and a jitted renderer."""
+  mc = _model_config(num_objects=4, min_objects=2)
+  generator = _generator(mc)
+  latents = _sample(jax.random.key(1), mc, 3, train=True)
+  params = jax.jit(generator.init)(jax.random.key(0), latents)
+  render = _jit_apply(generator)
+  return mc, generator, params, render
+
+
+def _rel_diff(a, b) -> float:
+  """max |a − b| relative to max |b| (images at the 0.02 init are ~1e-5 in size)."""
+  a, b = np.asarray(a), np.asarray(b)
+  return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def _permute_slots(latents, perm):
+  inverse = np.argsort(perm)
+  return latents.replace(appearance=latents.appearance[:, perm], poses=latents.poses[:, perm],
+                         present=latents.present[:, perm],
+                         select=jnp.asarray(inverse)[latents.select].astype(jnp.int32))
+
+
+def test_latent_prior():
+  mc = _model_config(num_objects=5, min_objects=2)
+  lat = _sample(jax.random.key(3), mc, 512, train=True)
+  counts = np.asarray(lat.present.sum(1))
+  assert set(counts.tolist()) == {2, 3, 4, 5}
+  present = np.asarray(lat.present) > 0
+  assert present[np.arange(512), np.asarray(lat.select)].all()
+  assert np.all(np.asarray(lat.poses)[~present] == mc.absent_pose)
+  assert np.all(np.abs(np.asarray(lat.poses)[present]) <= mc.pose_range)
+  # Removed slots are uniform over positions, not always the last ones.
+  assert (~present).sum(0).min() > 40
+  assert np.abs(np.asarray(lat.background)).max() > 0.9
+  evaluation = _sample(jax.random.key(3), mc, 64, train=False)
+  assert np.all(np.asarray(evaluation.present) == 1)
+  assert np.abs(np.asarray(evaluation.background)).max() <= mc.eval_bg_range
+
+
+def test_interaction_is_permutation_equivariant_and_ignores_absent_objects():
+  mc = _model_config(num_objects=4)
+  gamma = Interaction(mc)
+  lat = _sample(jax.random.key(4), mc, 6, train=False)
+  lat = lat.replace(present=lat.present.at[:, 3].set(0.0))
+  args = lambda l: (l.appearance, l.poses, l.present, l.background)
+  params = jax.jit(gamma.init)(jax.random.key(0), *args(lat))
+  # Larger weights than the 0.02 init so that the interaction terms are far above rounding.
+  params = jax.tree.map(lambda p: p * 30.0, params)
+  apply = jax.jit(gamma.apply)
+  theta = np.asarray(apply(params, *args(lat)))
+
+  perm = np.array([2, 0, 3, 1])
+  permuted = np.asarray(apply(params, *args(_permute_slots(lat, perm))))
+  np.testing.assert_allclose(permuted, theta[:, perm], atol=1e-6)
+
+  # Slot 3 is absent: its code and pose change nothing, and it stays parked.
+  moved = lat.replace(appearance=lat.appearance.at[:, 3].set(0.9),
+                      poses=lat.poses.at[:, 3].set(0.3))
+  theta_moved = np.asarray(apply(params, *args(moved)))
+  np.testing.assert_array_equal(theta_moved[:, :3], theta[:, :3])
+  assert np.all(theta_moved[:, 3] == mc.absent_pose)
+  # A present neighbour does change the others (the check above is not vacuous).
+  present_moved = moved.replace(present=moved.present.at[:, 3].set(1.0))
+  theta_present = np.asarray(apply(params, *args(present_moved)))
+  assert np.abs(theta_present[:, :3] - theta[:, :3]).max() > 1e-3
+  # Residual: Γ corrects θ̂ by at most xy_mod.
+  present = np.asarray(lat.present) > 0
+  assert np.abs(theta - np.asarray(lat.poses))[present].max() <= mc.xy_mod + 1e-6
+
+
+def test_composite_does_not_depend_on_slot_order(tiny):
+  mc, _, params, render = tiny
+  lat = _sample(jax.random.key(5), mc, 3, train=True)
+  images, aux = render(params, lat)
+  perm = np.array([3, 1, 0, 2])
+  images_p, aux_p = render(params, _permute_slots(lat, perm))
+  assert _rel_diff(images_p, images) < 1e-4
+  assert _rel_diff(aux_p['single'], aux['single']) < 1e-4
+  np.testing.assert_allclose(np.asarray(aux_p['poses']), np.asarray(aux['poses'])[:, perm],
+                             atol=1e-6)
+  assert images.shape == (3, 32, 32, 3) and aux['single'].shape == (3, 32, 32, 3)
+  assert aux['scales'].shape == (3, 4)
+  # The single-object render differs from the full scene.
+  assert _rel_diff(aux['single'], images) > 1e-2
+
+
+def test_same_key_same_sample(tiny):
+  mc, _, params, render = tiny
+  a = _sample(jax.random.key(7), mc, 3, train=True)
+  b = _sample(jax.random.key(7), mc, 3, train=True)
+  c = _sample(jax.random.key(8), mc, 3, train=True)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  np.testing.assert_array_equal(np.asarray(render(params, a)[0]),
+                                np.asarray(render(params, b)[0]))
+  assert _rel_diff(render(params, c)[0], render(params, a)[0]) > 1e-2
+
+
+def test_poses_override_skips_interaction(tiny):
+  mc, _, params, render = tiny
+  lat = _sample(jax.random.key(9), mc, 3, train=True)
+  poses = jnp.full((3, 4, 2), 0.1)
+  _, aux = render(params, lat, poses=poses)
+  np.testing.assert_array_equal(np.asarray(aux['poses']), np.asarray(poses))
+  _, aux = render(params, lat)
+  assert np.abs(np.asarray(aux['poses']) - 0.1).max() > 1e-3
+
+
+def test_compose_max_sum_and_background_clipping():
+  rng = np.random.default_rng(0)
+  canvases = np.zeros((1, 2, 4, 4, 1), np.float32)
+  canvases[0, 0, :2, :2] = rng.normal(size=(2, 2, 1))
+  canvases[0, 1, 1:3, 1:3] = rng.normal(size=(2, 2, 1))
+  background = rng.normal(size=(1, 4, 4, 1)).astype(np.float32)
+  summed = np.asarray(compose(canvases, background, 'sum'))
+  np.testing.assert_allclose(summed, canvases.sum(1) + background, atol=1e-6)
+  maxed = np.asarray(compose(canvases, background, 'max'))
+  np.testing.assert_array_equal(maxed, np.maximum(canvases.max(1), background))
+  assert maxed.min() >= 0.0  # zero canvases clip the background (reference)
+  assert np.abs(summed - maxed).max() > 1e-3
+  visible = np.abs(canvases) > 0
+  unclipped = np.asarray(compose(canvases, background, 'max', visible))
+  outside = ~visible.any(1)
+  np.testing.assert_array_equal(unclipped[outside], background[outside])
+  assert unclipped.min() < 0.0
+
+
+def test_pooling_and_interaction_switches_change_the_render(tiny):
+  mc, _, params, render = tiny
+  lat = _sample(jax.random.key(10), mc, 3, train=True)
+  images, aux = render(params, lat, render_single=False)
+  overrides = dict(num_objects=4, min_objects=2)
+  summed, _ = _jit_apply(_generator(_model_config(pooling='sum', **overrides)))(
+      params, lat, render_single=False)
+  assert _rel_diff(summed, images) > 1e-2
+  # Without Γ the final poses are the initial ones (and Γ does move them when on).
+  _, aux_off = _jit_apply(_generator(_model_config(use_interaction=False, **overrides)))(
+      params, lat, render_single=False)
+  np.testing.assert_array_equal(np.asarray(aux_off['poses']), np.asarray(lat.poses))
+  assert np.abs(np.asarray(aux['poses']) - np.asarray(lat.poses)).max() > 1e-5
+  assert 'single' not in aux
+
+
+def test_absent_slots_end_parked_and_hidden(tiny):
+  mc, _, params, render = tiny
+  lat = _sample(jax.random.key(11), mc, 3, train=True)
+  lat = lat.replace(present=lat.present.at[:, 3].set(0.0),
+                    poses=lat.poses.at[:, 3].set(mc.absent_pose),
+                    select=jnp.zeros(3, jnp.int32))
+  images, aux = render(params, lat, render_single=False)
+  assert np.all(np.asarray(aux['poses'])[:, 3] == mc.absent_pose)
+  # Even when an absent slot is placed in view (poses override), hide_absent keeps its
+  # canvas out of the scene; without hide_absent it shows (reference behaviour).
+  in_view = aux['poses'].at[:, 3].set(0.0)
+  recoloured = lat.replace(appearance=lat.appearance.at[:, 3].set(-1.0))
+  hide = _jit_apply(_generator(_model_config(hide_absent=True, num_objects=4, min_objects=2)))
+  a, _ = hide(params, lat, poses=in_view, render_single=False)
+  b, _ = hide(params, recoloured, poses=in_view, render_single=False)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  a, _ = render(params, lat, poses=in_view, render_single=False)
+  b, _ = render(params, recoloured, poses=in_view, render_single=False)
+  assert _rel_diff(a, b) > 1e-2
+
+
+def test_discriminator_outputs_and_spectral_updates():
+  mc = _model_config()
+  disc = Discriminator(mc)
+  images = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3), minval=-1, maxval=1)
+
+  @jax.jit
+  def run(key, x):
+    variables = disc.init(key, x, update_stats=False)
+    eval_out, eval_state = disc.apply(variables, x, update_stats=False, mutable=['spectral'])
+    train_out, train_state = disc.apply(variables, x, update_stats=True, mutable=['spectral'])
+    return variables, eval_out, eval_state, train_out, train_state
+
+  variables, out, state, train_out, train_state = run(jax.random.key(1), images)
+  assert out['logit'].shape == (2,) and out['position'].shape == (2, 2)
+  assert out['style'].shape == (2, 2)  # SN convs 2 and 3 at 32 px
+  assert np.abs(np.asarray(train_out['position'])).max() < 1.0
+  # Eval mode: the stored (u, v) are used and left unchanged.
+  for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(variables['spectral'])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  state = train_state
+  for path, new in jax.tree_util.tree_leaves_with_path(state['spectral']):
+    old = variables['spectral']
+    for p in path:
+      old = old[p.key]
+    if new.size > 1:  # an IN gain's v is a (1,) unit vector, ±1 before and after
+      assert np.abs(np.asarray(new) - np.asarray(old)).max() > 1e-4, path
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(new)), 1.0, rtol=1e-5)
+
+
+def _shape_init(generator, disc, model_config, image_size):
+  latents = jax.eval_shape(lambda: _sample(jax.random.key(0), model_config, 2, True))
+  g = jax.eval_shape(generator.init, jax.random.key(0), latents)
+  d = jax.eval_shape(lambda: disc.init(jax.random.key(0), jnp.zeros(
+      (2, image_size, image_size, 3)), update_stats=False))
+  return g, d
+
+
+def test_parameter_counts_match_reference_clevr():
+  mc = _model_config('clevr')
+  g, d = _shape_init(_generator(mc, 128), Discriminator(mc), mc, 128)
+  assert count_params(g['params']) == 6_809_926
+  assert count_params(d['params']) == 17_471_623
+  assert 'spectral' not in g
+  assert d['spectral']['conv5']['v'].shape == (12_800,)
+  assert d['spectral']['inorm4']['v'].shape == (1,)
+  table = param_table(g['params'])
+  assert 'interaction' in table and '6,809,926' in table
+
+
+def _torch_count(shapes):
+  return sum(int(np.prod(s)) for s in shapes)
+
+
+def test_parameter_counts_match_reference_clevr_256():
+  """clevr-256 (upsample) state-dict shapes from REFERENCE §3.2."""
+  mc = _model_config('clevr', upsample=True)
+  g, d = _shape_init(_generator(mc, 256), Discriminator(mc), mc, 256)
+  clevr_128_g, clevr_128_d = 6_809_926, 17_471_623
+  delta_g = (_torch_count([(1, 256, 32, 32)]) - _torch_count([(1, 256, 16, 16)])  # zbg
+             + _torch_count([(512, 256, 4, 4)]) - _torch_count([(512, 256, 3, 3)])  # obj deconv2
+             - _torch_count([(256, 128, 4, 4), (128, 64, 4, 4), (64, 64, 3, 3), (64, 64, 4, 4),
+                             (64, 3, 3, 3), (128,), (64,), (64,), (64,), (3,)])
+             + _torch_count([(256, 128, 5, 5), (128, 64, 5, 5), (64, 64, 4, 4), (64, 64, 4, 4),
+                             (64, 64, 4, 4), (64, 3, 3, 3), (128,), (64,), (64,), (64,), (64,),
+                             (3,)]))
+  delta_d = _torch_count([(1024, 1024, 5, 5), (1024,), (1024,), (1024,)])  # conv6, inorm5
+  assert count_params(g['params']) == clevr_128_g + delta_g
+  assert count_params(d['params']) == clevr_128_d + delta_d
+  assert d['spectral']['conv6']['v'].shape == (25_600,)
+
+
+def test_parameter_counts_match_reference_shapestacks():
+  """relate_static_order at the ShapeStacks setting (REFERENCE §3.2: Nb 5, H' 4, K 5)."""
+  mc = _model_config('clevr', name='relate_static_order', bg_dim=5, obj_size=4,
+                     num_objects=5, min_objects=2)
+  g, _ = _shape_init(_generator(mc, 128), Discriminator(mc), mc, 128)
+  want = (6_809_926
+          - _torch_count([(1, 512, 6, 6)]) + _torch_count([(1, 512, 4, 4)])  # zfg
+          + _torch_count([(512, 4), (1024, 4), (512, 4)])  # bg AdaIN inputs 1 → 5
+          + _torch_count([(32, 4)])  # scale input 23 → 27
+          - _torch_count([(32, 48), (32,), (32, 32), (32,), (32, 32), (32,),  # no Γ
+                          (32, 57), (32,), (32, 32), (32,), (2, 32), (2,)])
+          + _torch_count([(128, 27), (128,), (64, 128), (64,), (2, 64), (2,)])  # mlp_xy
+          + _torch_count([(128, 25), (128,), (64, 128), (64,), (2, 64), (2,)]))  # mlp_xy_rec
+  assert count_params(g['params']) == want
+
+
+def test_stack_chain_builds_upwards():
+  mc = _model_config(name='relate_static_order', num_objects=4)
+  lat = _sample(jax.random.key(12), mc, 64, train=False)
+  counts = np.asarray(lat.present.sum(1))
+  assert counts.min() == 2 and counts.max() == 4
+  assert np.all(np.asarray(lat.select) == 0)
+  assert np.all(np.asarray(lat.poses)[:, 0, 1] <= 0.0)
+  from relate_jax.models.interaction import StackChain
+  chain = StackChain(mc)
+  args = (lat.appearance, lat.poses, lat.present, lat.background)
+  params = jax.jit(chain.init)(jax.random.key(0), *args)
+  theta = np.asarray(jax.jit(chain.apply)(params, *args))
+  present = np.asarray(lat.present) > 0
+  steps = np.diff(theta, axis=1)
+  upper = present[:, 1:]
+  assert np.all(steps[..., 1][upper] >= 0.1) and np.all(steps[..., 1][upper] <= 0.1 + 0.3)
+  assert np.all(np.abs(steps[..., 0][upper]) <= 0.2)
+  assert np.all(theta[~present] == mc.absent_pose)
+  assert np.abs(theta[:, 0] - np.asarray(lat.poses)[:, 0]).max() <= 0.5
