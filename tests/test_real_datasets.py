@@ -17,16 +17,17 @@ from PIL import Image
 from relate_jax import data
 from relate_jax.config import base_config
 from relate_jax.data import common
-from relate_jax.data.builders import clevr, clevr5, raw, real_traffic, shapestacks
+from relate_jax.data.builders import clevr, clevr5, real_traffic, shapestacks
 
 SIZE = 32
 RNG = np.random.default_rng(0)
 
 
-def _image(path, width=48, height=32, fmt=None):
-  """Writes a random RGB image (odd, non-square size) and returns its path."""
+def _image(path, width=48, height=32, fmt=None, channels=3):
+  """Writes a random image (odd, non-square size; RGBA if channels=4) and returns its path."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  Image.fromarray(RNG.integers(0, 256, (height, width, 3), np.uint8)).save(path, format=fmt)
+  pixels = RNG.integers(0, 256, (height, width, channels), np.uint8)
+  Image.fromarray(pixels).save(path, format=fmt)
   return path
 
 
@@ -43,9 +44,15 @@ def _build(cls, config, raw_dir, tfds_dir):
   return out
 
 
+def _reference(path):
+  """The reference loaders' transform: RGB, then PIL LANCZOS straight to S x S."""
+  with Image.open(path) as image:
+    return np.asarray(image.convert('RGB').resize((SIZE, SIZE), Image.LANCZOS))
+
+
 def _expected(paths):
   """The reference transform of each file, as hashable bytes."""
-  return {np.asarray(raw.load_square(p, p, SIZE)).tobytes() for p in paths}
+  return {_reference(p).tobytes() for p in paths}
 
 
 def _as_set(images):
@@ -71,7 +78,7 @@ def _clevr_tree(parent):
     scenes = []
     for i, count in enumerate(counts):
       name = f'CLEVR_{split}_{i:06d}.png'
-      _image(os.path.join(root, 'images', split, name))
+      _image(os.path.join(root, 'images', split, name), channels=4)
       objects = [{'color': 'gray', 'size': 'large', 'shape': 'cube', 'material': 'rubber',
                   '3d_coords': [0.0, 0.0, 0.7], 'pixel_coords': [240, 160, 10.0],
                   'rotation': 0.0} for _ in range(count)]
@@ -85,7 +92,7 @@ def _clevr_tree(parent):
     with open(os.path.join(root, 'scenes', f'CLEVR_{split}_scenes.json'), 'w') as f:
       json.dump({'info': {'split': split, 'version': '1.0'}, 'scenes': scenes}, f)
   for i in range(3):
-    _image(os.path.join(root, 'images', 'test', f'CLEVR_test_{i:06d}.png'))
+    _image(os.path.join(root, 'images', 'test', f'CLEVR_test_{i:06d}.png'), channels=4)
   return root, keep
 
 
@@ -297,8 +304,8 @@ def test_real_traffic_selection(tmp_path, monkeypatch):
   monkeypatch.setattr(real_traffic, 'MAX_TRAIN_VIDEOS', 1)
   assert real_traffic.select_videos(str(tmp_path), 'train') == (
       ['f0548'], {'videos': 1, 'other_split': 2, 'unnumbered': 1, 'over_cap': 1})
-  frames = real_traffic.list_frames(str(tmp_path / 'f0549'))
-  assert frames == [f'frame_{i}.jpeg' for i in range(8)]
+  frames = real_traffic.list_frames(str(tmp_path / 'f0548'))  # Thumbs.db left out.
+  assert frames == [f'frame_{i}.jpeg' for i in range(33)]  # Time order, not string order.
   assert real_traffic.clip_frames(8, 1) == [[0], [1], [2], [3], [4]]
   assert real_traffic.clip_frames(34, 10) == [list(range(j, j + 20, 2)) for j in range(4)]
   assert real_traffic.clip_frames(30, 10) == []
@@ -319,8 +326,7 @@ def test_real_traffic_static_and_video(tmp_path):
   assert len(video['test']) == 4  # Only f0550 has more than 3T = 30 frames.
   expected = set()
   for j in range(3):  # Clips (j, j+2, ..., j+18) of f0548 (33 frames).
-    clip = [np.asarray(raw.load_square(p, p, SIZE))
-            for p in _frames(raw_dir, 'f0548', range(j, j + 20, 2))]
+    clip = [_reference(p) for p in _frames(raw_dir, 'f0548', range(j, j + 20, 2))]
     expected.add(np.stack(clip).tobytes())
   assert _as_set(video['train']) == expected
   again = _build(real_traffic.RealTraffic, f'video_{SIZE}', raw_dir, tmp_path / 'tfds2')
