@@ -20,6 +20,8 @@ taken sequence by sequence; video: sequences), for tiny test builds.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -84,40 +86,54 @@ class BallsInBowl(common.RelateBuilder):
     return splits
 
   def _generate_examples(self, split: str, examples: int) -> Iterator[tuple[str, dict]]:
-    """Simulates the split at once, then renders and encodes CHUNK sequences at a time."""
+    """Simulates the split at once, then renders and encodes CHUNK sequences at a time.
+
+    The next chunk renders in a thread while this one's frames are PNG-encoded
+    in the others (NumPy and PIL release the GIL).
+    """
     size = self.builder_config.image_size
     video = bool(self.builder_config.clip_length)
     num_sequences = examples if video else -(-examples // NUM_FRAMES)
     logging.info('BallsInBowl %s: simulating %d sequences of %d frames', split,
                  num_sequences, NUM_FRAMES)
     data = sim.simulate_sequences(SPLIT_SEEDS[split], num_sequences, NUM_FRAMES, PHYSICS)
+    chunks = [slice(start, min(start + CHUNK, num_sequences))
+              for start in range(0, num_sequences, CHUNK)]
+
+    def render(chunk):
+      return sim.render_frames(data.positions[chunk], data.bowls.take(chunk), size, PHYSICS)
+
     written = 0
-    for start in range(0, num_sequences, CHUNK):
-      chunk = slice(start, min(start + CHUNK, num_sequences))
-      bowls = data.bowls.take(chunk)
-      frames = sim.render_frames(data.positions[chunk], bowls, size, PHYSICS)
-      for j, sequence in enumerate(range(chunk.start, chunk.stop)):
-        notes = {
-            'sequence': sequence,
-            'bowl_angle': np.float32(bowls.angle[j]),
-            'bowl_axes': np.array([bowls.a[j], bowls.b[j]], np.float32),
-        }
-        if video:
-          yield f'{sequence:05d}', {
-              'video': [common.encode_png(f) for f in frames[j]],
-              'positions': data.positions[sequence],
-              'velocities': data.velocities[sequence],
-              **notes,
+    with concurrent.futures.ThreadPoolExecutor((os.cpu_count() or 1) + 1) as pool:
+      rendering = pool.submit(render, chunks[0]) if chunks else None
+      for c, chunk in enumerate(chunks):
+        frames = rendering.result()
+        if c + 1 < len(chunks):
+          rendering = pool.submit(render, chunks[c + 1])
+        encoded = list(pool.map(common.encode_png, frames.reshape((-1,) + frames.shape[2:])))
+        for j, sequence in enumerate(range(chunk.start, chunk.stop)):
+          pngs = encoded[j * NUM_FRAMES:(j + 1) * NUM_FRAMES]
+          notes = {
+              'sequence': sequence,
+              'bowl_angle': np.float32(data.bowls.angle[sequence]),
+              'bowl_axes': np.array([data.bowls.a[sequence], data.bowls.b[sequence]], np.float32),
           }
-          continue
-        for t in range(NUM_FRAMES):
-          if written == examples:
-            return
-          written += 1
-          yield f'{sequence:05d}_{t:02d}', {
-              'image': common.encode_png(frames[j, t]),
-              'positions': data.positions[sequence, t],
-              'velocities': data.velocities[sequence, t],
-              'frame': t,
-              **notes,
-          }
+          if video:
+            yield f'{sequence:05d}', {
+                'video': pngs,
+                'positions': data.positions[sequence],
+                'velocities': data.velocities[sequence],
+                **notes,
+            }
+            continue
+          for t in range(NUM_FRAMES):
+            if written == examples:
+              return
+            written += 1
+            yield f'{sequence:05d}_{t:02d}', {
+                'image': pngs[t],
+                'positions': data.positions[sequence, t],
+                'velocities': data.velocities[sequence, t],
+                'frame': t,
+                **notes,
+            }

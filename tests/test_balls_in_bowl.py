@@ -1,0 +1,177 @@
+"""BallsInBowl: simulator physics, determinism, renderer and TFDS builder."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from relate_jax.data import balls_in_bowl as bb
+from relate_jax.data import common
+
+PHYSICS = bb.Physics()
+NUM_SEQUENCES, NUM_FRAMES = 16, 30
+
+
+@pytest.fixture(scope='module')
+def sequences():
+  return bb.simulate_sequences(7, NUM_SEQUENCES, NUM_FRAMES)
+
+
+def _flat_bowl_state(p0, v0, p1, v1):
+  """A circular bowl (a = b = 0.9) and a two-ball state (1, 2, 2)."""
+  bowls = bb.Bowls(np.array([0.3]), np.array([0.9]), np.array([0.9]))
+  return (np.array([[p0, p1]], np.float64), np.array([[v0, v1]], np.float64), bowls)
+
+
+def test_shapes_and_dtypes(sequences):
+  assert sequences.positions.shape == (NUM_SEQUENCES, NUM_FRAMES, 2, 2)
+  assert sequences.velocities.shape == (NUM_SEQUENCES, NUM_FRAMES, 2, 2)
+  assert sequences.positions.dtype == np.float32
+  assert sequences.bowls.a.shape == (NUM_SEQUENCES,)
+  assert np.all(sequences.bowls.b <= sequences.bowls.a)
+  assert np.ptp(sequences.bowls.b / sequences.bowls.a) > 0.1  # Eccentricity varies.
+  assert np.ptp(sequences.bowls.angle) > 1.0  # So does the orientation.
+  assert np.any(np.abs(np.diff(sequences.positions, axis=1)) > 1e-3)  # The balls move.
+
+
+def test_balls_stay_inside_the_rim(sequences):
+  level = bb.rim_level(sequences.positions, sequences.bowls)
+  assert level.max() <= 1.0 + 1e-5
+  assert np.abs(sequences.positions).max() < 1.0 - PHYSICS.radius
+
+
+def test_rim_bounce_reflects_the_velocity():
+  # Straight at the rim of a flat bowl: comes back along the same line at the same speed.
+  physics = dataclasses.replace(PHYSICS, gravity=0.0, damping=0.0)
+  p, v, bowls = _flat_bowl_state((0.0, 0.0), (0.1, 0.0), (-0.5, 0.3), (0.0, 0.0))
+  bowls = bowls._replace(angle=np.array([0.0]))
+  pos, vel = bb.simulate(p, v, bowls, 14, physics)
+  assert pos[0, :, 0, 0].max() == pytest.approx(0.9 - physics.radius, abs=1e-5)
+  np.testing.assert_allclose(vel[0, -1, 0], [-0.1, 0.0], atol=1e-6)
+  assert pos[0, -1, 0, 0] < pos[0, 10, 0, 0]
+
+
+def test_no_interpenetration(sequences):
+  distance = np.linalg.norm(sequences.positions[:, :, 0] - sequences.positions[:, :, 1], axis=-1)
+  assert distance.min() >= 2 * PHYSICS.radius - 1e-4
+
+
+def test_head_on_collision_exchanges_velocities():
+  # Without gravity and friction: ball 0 hits ball 1 at rest at t = 8 and stops there.
+  physics = dataclasses.replace(PHYSICS, gravity=0.0, damping=0.0)
+  p, v, bowls = _flat_bowl_state((-0.4, 0.0), (0.05, 0.0), (0.2, 0.0), (0.0, 0.0))
+  pos, vel = bb.simulate(p, v, bowls, 20, physics)
+  distance = np.linalg.norm(pos[0, :, 0] - pos[0, :, 1], axis=-1)
+  assert distance.min() >= 2 * physics.radius - 1e-6
+  assert distance[8] == pytest.approx(2 * physics.radius, abs=1e-5)  # Contact happened.
+  np.testing.assert_allclose(vel[0, -1], [[0.0, 0.0], [0.05, 0.0]], atol=1e-6)
+  np.testing.assert_allclose(pos[0, -1, :, 0], [0.0, 0.2 + 0.05 * 11], atol=1e-5)
+
+
+def test_symmetric_collision_in_a_bowl():
+  # Released at rest on opposite sides of a round bowl: they meet at the centre and bounce back.
+  physics = dataclasses.replace(PHYSICS, damping=0.0)
+  p, v, bowls = _flat_bowl_state((-0.6, 0.0), (0.0, 0.0), (0.6, 0.0), (0.0, 0.0))
+  pos, vel = bb.simulate(p, v, bowls, 40, physics)
+  np.testing.assert_allclose(pos[0, :, 0], -pos[0, :, 1], atol=1e-6)
+  gap = pos[0, :, 1, 0] - pos[0, :, 0, 0]
+  assert gap.min() >= 2 * physics.radius - 1e-6
+  hit = int(np.argmin(gap))
+  assert gap[hit] < 2 * physics.radius + 0.05
+  assert vel[0, hit - 1, 0, 0] > 0.0 and vel[0, hit + 1, 0, 0] < 0.0  # Ball 0 turned back.
+  energy = bb.energy(pos, vel, bowls, physics)
+  np.testing.assert_allclose(energy[0], energy[0, 0], rtol=1e-4)  # Elastic, no friction.
+
+
+def test_energy_never_increases(sequences):
+  energy = bb.energy(sequences.positions, sequences.velocities, sequences.bowls)
+  assert np.all(np.diff(energy, axis=1) <= 1e-6 * energy[:, :1])
+  assert np.all(energy[:, -1] < energy[:, 0])  # Friction removes energy.
+
+
+def test_energy_is_conserved_without_friction():
+  physics = dataclasses.replace(PHYSICS, damping=0.0)
+  seqs = bb.simulate_sequences(3, 8, NUM_FRAMES, physics)
+  energy = bb.energy(seqs.positions, seqs.velocities, seqs.bowls, physics)
+  # Velocity Verlet's energy wobbles by ~1e-5 and collisions restore the pair's energy.
+  np.testing.assert_allclose(energy, np.broadcast_to(energy[:, :1], energy.shape), rtol=1e-4)
+
+
+def test_deterministic_from_seed(sequences):
+  again = bb.simulate_sequences(7, NUM_SEQUENCES, NUM_FRAMES)
+  np.testing.assert_array_equal(again.positions, sequences.positions)
+  np.testing.assert_array_equal(again.velocities, sequences.velocities)
+  np.testing.assert_array_equal(again.bowls.angle, sequences.bowls.angle)
+  # Sequence i depends only on (seed, i): a later slice equals the same rows.
+  part = bb.simulate_sequences(7, 3, NUM_FRAMES, first=5)
+  np.testing.assert_array_equal(part.positions, sequences.positions[5:8])
+  other = bb.simulate_sequences(8, NUM_SEQUENCES, NUM_FRAMES)
+  assert not np.allclose(other.positions, sequences.positions)
+
+
+def test_relate_poses_mirror_positions():
+  positions = np.array([[0.5, -0.25]])
+  np.testing.assert_allclose(bb.relate_poses(positions), [[-0.5, 0.25]])
+  np.testing.assert_allclose(bb.relate_poses(positions, 2.0), [[-1.0, 0.5]])
+
+
+def test_rendered_frames_show_the_balls(sequences):
+  size = 128
+  frames = bb.render_frames(sequences.positions[:4, :6], sequences.bowls.take(slice(0, 4)), size)
+  assert frames.shape == (4, 6, size, size, 3) and frames.dtype == np.uint8
+  pixel = np.floor((sequences.positions[:4, :6] + 1.0) / 2.0 * size).astype(int)
+  n, t = np.meshgrid(np.arange(4), np.arange(6), indexing='ij')
+  red = frames[n, t, pixel[..., 0, 1], pixel[..., 0, 0]].astype(int)  # (4, 6, 3) at ball 0.
+  blue = frames[n, t, pixel[..., 1, 1], pixel[..., 1, 0]].astype(int)
+  assert np.all(red[..., 0] > red[..., 1] + 60) and np.all(red[..., 0] > red[..., 2] + 60)
+  assert np.all(blue[..., 2] > blue[..., 0] + 60) and np.all(blue[..., 2] > blue[..., 1] + 40)
+  # The corner is table, not bowl; the bowl interior is brighter than the table.
+  np.testing.assert_array_equal(frames[:, :, 0, 0],
+                                np.broadcast_to(np.round(bb.TABLE_COLOUR * 255), (4, 6, 3)))
+  background = bb.render_backgrounds(sequences.bowls.take(slice(0, 4)), size)
+  assert np.all(background[:, size // 2, size // 2].mean(-1) > bb.TABLE_COLOUR.mean() + 0.2)
+
+
+def test_render_resolution_independent_layout(sequences):
+  small = bb.render_frames(sequences.positions[:1, :2], sequences.bowls.take(slice(0, 1)), 32)
+  assert small.shape == (1, 2, 32, 32, 3)
+  x, y = np.floor((sequences.positions[0, 0, 0] + 1.0) / 2.0 * 32).astype(int)
+  r, g, b = small[0, 0, y, x].astype(int)
+  assert r > g + 40 and r > b + 40
+
+
+def test_tiny_builder_counts_shapes_and_contents(tmp_path):
+  from relate_jax.data.builders import balls_in_bowl as builder_lib
+
+  t = builder_lib.NUM_FRAMES
+  static = builder_lib.BallsInBowl(
+      config=common.ResolutionConfig(name='tiny_32', image_size=32, num_train=t + 5, num_test=4),
+      data_dir=str(tmp_path))
+  static.download_and_prepare()
+  train, test = static.as_data_source('train'), static.as_data_source('test')
+  assert (len(train), len(test)) == (t + 5, 4)
+  example = train[0]
+  assert example['image'].shape == (32, 32, 3) and example['image'].dtype == np.uint8
+  assert example['positions'].shape == (2, 2) and example['velocities'].shape == (2, 2)
+  # The stored frame is the simulated and rendered one.
+  seq, frame = int(example['sequence']), int(example['frame'])
+  truth = bb.simulate_sequences(builder_lib.SPLIT_SEEDS['train'], 2, t, builder_lib.PHYSICS)
+  np.testing.assert_array_equal(example['positions'], truth.positions[seq, frame])
+  rendered = bb.render_frames(truth.positions[seq:seq + 1, frame:frame + 1],
+                              truth.bowls.take(slice(seq, seq + 1)), 32)
+  np.testing.assert_array_equal(example['image'], rendered[0, 0])
+  assert sorted({(int(e['sequence']), int(e['frame'])) for e in train}) == (
+      [(0, f) for f in range(t)] + [(1, f) for f in range(5)])
+
+  video = builder_lib.BallsInBowl(
+      config=common.ResolutionConfig(name='tiny_video_32', image_size=32, clip_length=t,
+                                     num_train=2, num_test=1),
+      data_dir=str(tmp_path))
+  video.download_and_prepare()
+  clips = video.as_data_source('train')
+  assert len(clips) == 2 and len(video.as_data_source('test')) == 1
+  clip = clips[0]
+  assert np.stack(clip['video']).shape == (t, 32, 32, 3)
+  assert clip['positions'].shape == (t, 2, 2) and clip['velocities'].shape == (t, 2, 2)
+  seq = int(clip['sequence'])
+  np.testing.assert_array_equal(clip['positions'], truth.positions[seq])
