@@ -462,3 +462,18 @@ def render_frames(positions, bowls: Bowls, size: int = 128, physics=Physics(),
 
 def _to_uint8(image):
   return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def save_preview(path: str, seed: int = 0, sequences=(1, 2, 4), stride: int = 4,
+                 num_frames: int = 32, size: int = 128, physics=Physics()) -> None:
+  """Writes a PNG strip: one row per sequence, every `stride`-th frame left to right."""
+  from relate_jax.data import common  # TFDS import only when a preview is asked for.
+  data = simulate_sequences(seed, max(sequences) + 1, num_frames, physics)
+  index = np.asarray(sequences)
+  frames = render_frames(data.positions[index, ::stride], data.bowls.take(index), size, physics)
+  common.save_png(path, common.make_grid(frames, pad=2, pad_value=255))
+
+
+if __name__ == '__main__':
+  import sys
+  save_preview(sys.argv[1] if len(sys.argv) > 1 else 'docs/balls_in_bowl.png')
