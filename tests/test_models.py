@@ -113,6 +113,21 @@ def test_interaction_is_permutation_equivariant_and_ignores_absent_objects():
   present_moved = moved.replace(present=moved.present.at[:, 3].set(1.0))
   theta_present = np.asarray(apply(params, *args(present_moved)))
   assert np.abs(theta_present[:, :3] - theta[:, :3]).max() > 1e-3
+  # f's messages made constant c: h_k = c·(number of present partners), never counting the
+  # object itself. A lone object then gets the same θ as with c = 0.
+  def constant_messages(value):
+    last = params['params']['interaction']['layers_2']
+    return {'params': {**params['params'], 'interaction': {
+        **params['params']['interaction'],
+        'layers_2': {'kernel': jnp.zeros_like(last['kernel']),
+                     'bias': jnp.full_like(last['bias'], value)}}}}
+  alone = lat.replace(present=jnp.zeros_like(lat.present).at[:, 0].set(1.0))
+  theta_c = np.asarray(apply(constant_messages(3.0), *args(alone)))
+  theta_0 = np.asarray(apply(constant_messages(0.0), *args(alone)))
+  np.testing.assert_array_equal(theta_c, theta_0)
+  pair = alone.replace(present=alone.present.at[:, 1].set(1.0))
+  assert np.abs(np.asarray(apply(constant_messages(3.0), *args(pair)))[:, 0] -
+                np.asarray(apply(constant_messages(0.0), *args(pair)))[:, 0]).max() > 1e-3
   # Residual: Γ corrects θ̂ by at most xy_mod.
   present = np.asarray(lat.present) > 0
   assert np.abs(theta - np.asarray(lat.poses))[present].max() <= mc.xy_mod + 1e-6
@@ -178,17 +193,16 @@ def test_compose_max_sum_and_background_clipping():
 def test_pooling_and_interaction_switches_change_the_render(tiny):
   mc, _, params, render = tiny
   lat = _sample(jax.random.key(10), mc, 3, train=True)
-  images, aux = render(params, lat, render_single=False)
+  images, aux = render(params, lat)
   overrides = dict(num_objects=4, min_objects=2)
-  summed, _ = _jit_apply(_generator(_model_config(pooling='sum', **overrides)))(
-      params, lat, render_single=False)
+  summed, _ = _jit_apply(_generator(_model_config(pooling='sum', **overrides)))(params, lat)
   assert _rel_diff(summed, images) > 1e-2
   # Without Γ the final poses are the initial ones (and Γ does move them when on).
   _, aux_off = _jit_apply(_generator(_model_config(use_interaction=False, **overrides)))(
       params, lat, render_single=False)
   np.testing.assert_array_equal(np.asarray(aux_off['poses']), np.asarray(lat.poses))
   assert np.abs(np.asarray(aux['poses']) - np.asarray(lat.poses)).max() > 1e-5
-  assert 'single' not in aux
+  assert 'single' not in aux_off
 
 
 def test_absent_slots_end_parked_and_hidden(tiny):
@@ -197,18 +211,18 @@ def test_absent_slots_end_parked_and_hidden(tiny):
   lat = lat.replace(present=lat.present.at[:, 3].set(0.0),
                     poses=lat.poses.at[:, 3].set(mc.absent_pose),
                     select=jnp.zeros(3, jnp.int32))
-  images, aux = render(params, lat, render_single=False)
+  _, aux = render(params, lat)
   assert np.all(np.asarray(aux['poses'])[:, 3] == mc.absent_pose)
   # Even when an absent slot is placed in view (poses override), hide_absent keeps its
   # canvas out of the scene; without hide_absent it shows (reference behaviour).
   in_view = aux['poses'].at[:, 3].set(0.0)
   recoloured = lat.replace(appearance=lat.appearance.at[:, 3].set(-1.0))
   hide = _jit_apply(_generator(_model_config(hide_absent=True, num_objects=4, min_objects=2)))
-  a, _ = hide(params, lat, poses=in_view, render_single=False)
-  b, _ = hide(params, recoloured, poses=in_view, render_single=False)
+  a, _ = hide(params, lat, poses=in_view)
+  b, _ = hide(params, recoloured, poses=in_view)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  a, _ = render(params, lat, poses=in_view, render_single=False)
-  b, _ = render(params, recoloured, poses=in_view, render_single=False)
+  a, _ = render(params, lat, poses=in_view)
+  b, _ = render(params, recoloured, poses=in_view)
   assert _rel_diff(a, b) > 1e-2
 
 

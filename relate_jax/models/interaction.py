@@ -67,8 +67,8 @@ class StackChain(nn.Module):
   r = f1([z_{k−1}, z0] (+ θ_{k−1} when order_f1_sees_pose)) on stop-gradient inputs:
   x_k = sg(x_{k−1}) + 0.2·tanh(r_x), y_k = sg(y_{k−1}) + 0.1 + order_offset·sigmoid(r_y).
   f0 = `mlp_xy` (Nb+Nf+2 → 128 → 64 → 2), f1 = `mlp_xy_rec` (Nf+Nb(+2) → 128 → 64 → 2). The
-  chain is a `jax.lax.scan` over k. Slots above the stack (present = 0) end at absent_pose;
-  no clamp, as the reference.
+  chain is an `nn.scan` (lax.scan with f1's params broadcast) over k. Slots above the stack
+  (present = 0) end at absent_pose; no clamp, as the reference.
 
   Call with z (B, K, Nf), θ̂ (B, K, 2) (only θ̂_1 is read), present (B, K), z0 (B, Nb);
   returns θ (B, K, 2).
