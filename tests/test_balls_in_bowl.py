@@ -140,38 +140,57 @@ def test_render_resolution_independent_layout(sequences):
   assert r > g + 40 and r > b + 40
 
 
-def test_tiny_builder_counts_shapes_and_contents(tmp_path):
+def test_tiny_builds_through_the_data_pipeline(tmp_path, monkeypatch):
+  from relate_jax import data
+  from relate_jax.config import base_config
+  from relate_jax.data import registry
   from relate_jax.data.builders import balls_in_bowl as builder_lib
 
-  t = builder_lib.NUM_FRAMES
-  static = builder_lib.BallsInBowl(
-      config=common.ResolutionConfig(name='tiny_32', image_size=32, num_train=t + 5, num_test=4),
-      data_dir=str(tmp_path))
-  static.download_and_prepare()
-  train, test = static.as_data_source('train'), static.as_data_source('test')
-  assert (len(train), len(test)) == (t + 5, 4)
-  example = train[0]
-  assert example['image'].shape == (32, 32, 3) and example['image'].dtype == np.uint8
-  assert example['positions'].shape == (2, 2) and example['velocities'].shape == (2, 2)
-  # The stored frame is the simulated and rendered one.
-  seq, frame = int(example['sequence']), int(example['frame'])
-  truth = bb.simulate_sequences(builder_lib.SPLIT_SEEDS['train'], 2, t, builder_lib.PHYSICS)
-  np.testing.assert_array_equal(example['positions'], truth.positions[seq, frame])
-  rendered = bb.render_frames(truth.positions[seq:seq + 1, frame:frame + 1],
-                              truth.bowls.take(slice(seq, seq + 1)), 32)
-  np.testing.assert_array_equal(example['image'], rendered[0, 0])
-  assert sorted({(int(e['sequence']), int(e['frame'])) for e in train}) == (
-      [(0, f) for f in range(t)] + [(1, f) for f in range(5)])
+  cls = 'relate_jax.data.builders.balls_in_bowl:BallsInBowl'
+  monkeypatch.setitem(registry.DATASETS, 'balls_in_bowl_tiny',
+                      registry.DatasetEntry(cls, variant='tiny', needs_data_dir=False))
+  monkeypatch.setitem(registry.DATASETS, 'balls_in_bowl_video_tiny', registry.DatasetEntry(
+      cls, variant='video_tiny', feature='video', needs_data_dir=False))
+  config = base_config()
+  config.data.name = 'balls_in_bowl_tiny'
+  config.data.image_size = 32
+  config.data.tfds_dir = str(tmp_path)
+  config.train.batch_size = 4
+  t, k = builder_lib.NUM_FRAMES, 2
 
-  video = builder_lib.BallsInBowl(
-      config=common.ResolutionConfig(name='tiny_video_32', image_size=32, clip_length=t,
-                                     num_train=2, num_test=1),
-      data_dir=str(tmp_path))
-  video.download_and_prepare()
-  clips = video.as_data_source('train')
-  assert len(clips) == 2 and len(video.as_data_source('test')) == 1
-  clip = clips[0]
-  assert np.stack(clip['video']).shape == (t, 32, 32, 3)
-  assert clip['positions'].shape == (t, 2, 2) and clip['velocities'].shape == (t, 2, 2)
-  seq = int(clip['sequence'])
-  np.testing.assert_array_equal(clip['positions'], truth.positions[seq])
+  # Static view: every frame of the first TINY_TRAIN sequences is one example.
+  assert data.num_examples(config, 'train') == builder_lib.TINY_TRAIN * t
+  assert data.num_examples(config, 'test') == builder_lib.TINY_TEST * t
+  batch = next(data.make_train_iterator(config, process_index=0, process_count=1))
+  assert batch['image'].shape == (4, 32, 32, 3) and batch['image'].dtype == np.uint8
+  notes = data.annotations(config, 'train')
+  assert notes['positions'].shape == (builder_lib.TINY_TRAIN * t, k, 2)
+  assert notes['velocities'].shape == (builder_lib.TINY_TRAIN * t, k, 2)
+  assert sorted(zip(notes['sequence'], notes['frame'])) == [
+      (n, f) for n in range(builder_lib.TINY_TRAIN) for f in range(t)]
+  # Stored frames and ground truth are the simulated and rendered ones.
+  truth = bb.simulate_sequences(builder_lib.SPLIT_SEEDS['train'], builder_lib.TINY_TRAIN, t,
+                                builder_lib.PHYSICS)
+  seq, frame = notes['sequence'], notes['frame']
+  np.testing.assert_array_equal(notes['positions'], truth.positions[seq, frame])
+  np.testing.assert_array_equal(notes['bowl_axes'][:, 0], truth.bowls.a[seq].astype(np.float32))
+  images = next(data.iterate_split(config, 'train', 3))
+  rendered = bb.render_frames(truth.positions[seq[:3], frame[:3], None],
+                              truth.bowls.take(seq[:3]), 32)
+  np.testing.assert_array_equal(images, rendered[:, 0])
+  test_notes = data.annotations(config, 'test')
+  shared = {tuple(r) for r in test_notes['bowl_axes']} & {tuple(r) for r in notes['bowl_axes']}
+  assert not shared  # The test split has its own seed.
+
+  # Video view: one example per sequence, all T frames.
+  config.data.name = 'balls_in_bowl_video_tiny'
+  assert data.num_examples(config, 'train') == builder_lib.TINY_TRAIN
+  clips = next(data.make_train_iterator(config, process_index=0, process_count=1))
+  assert clips['video'].shape == (4, t, 32, 32, 3) and clips['video'].dtype == np.uint8
+  notes = data.annotations(config, 'train')
+  assert notes['positions'].shape == (builder_lib.TINY_TRAIN, t, k, 2)
+  np.testing.assert_array_equal(notes['positions'], truth.positions[notes['sequence']])
+  video = next(data.iterate_split(config, 'train', 1))
+  np.testing.assert_array_equal(
+      video[0], bb.render_frames(truth.positions[notes['sequence'][:1]],
+                                 truth.bowls.take(notes['sequence'][:1]), 32)[0])

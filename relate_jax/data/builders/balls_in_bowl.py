@@ -15,7 +15,9 @@ K balls in slot order (0 red, 1 blue), and the bowl's 'bowl_angle' φ and
 'bowl_axes' (a, b).
 
 Caps: a config's num_train / num_test cap the examples written (static: frames,
-taken sequence by sequence; video: sequences), for tiny test builds.
+taken sequence by sequence; video: sequences). The 'tiny' and 'video_tiny'
+variants ('tiny_32', 'video_tiny_128', ...) hold the first TINY_TRAIN / TINY_TEST
+sequences, for tests and smoke runs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ NUM_FRAMES = 32  # T: frames per sequence (frame 0 is the initial state).
 SPLIT_SEEDS = {'train': 0, 'test': 1}
 CHUNK = 32  # Sequences rendered at once (bounds memory: 32·T frames).
 PHYSICS = sim.Physics()
+# Variants 'tiny' / 'video_tiny' (configs 'tiny_32', 'video_tiny_32', ...): the first
+# sequences only, for tests and smoke runs.
+TINY_TRAIN = 4
+TINY_TEST = 2
 
 
 class BallsInBowl(common.RelateBuilder):
@@ -47,7 +53,11 @@ class BallsInBowl(common.RelateBuilder):
   RELEASE_NOTES = {'1.0.0': 'Simulated BallsInBowl: 2500/500 sequences of 32 frames.'}
   BUILDER_CONFIGS = (
       common.resolution_configs(common.SIZES)
-      + common.resolution_configs(common.SIZES, variants=('video',), clip_length=NUM_FRAMES))
+      + common.resolution_configs(common.SIZES, variants=('video',), clip_length=NUM_FRAMES)
+      + common.resolution_configs(common.SIZES, variants=('tiny',), num_train=TINY_TRAIN
+                                  * NUM_FRAMES, num_test=TINY_TEST * NUM_FRAMES)
+      + common.resolution_configs(common.SIZES, variants=('video_tiny',), clip_length=NUM_FRAMES,
+                                  num_train=TINY_TRAIN, num_test=TINY_TEST))
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.image_size
