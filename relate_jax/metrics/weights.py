@@ -112,6 +112,9 @@ class _TorchScriptUnpickler(pickle.Unpickler):
 def _rebuild_tensor(storage, offset, size, stride, *unused):
   del unused
   itemsize = storage.dtype.itemsize
+  last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset
+  if last >= storage.size and all(size):
+    raise pickle.UnpicklingError(f'tensor {tuple(size)} at offset {offset} overruns its storage')
   view = np.lib.stride_tricks.as_strided(
       storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride))
   return np.array(view)
