@@ -1,6 +1,7 @@
 """Properties of the RELATE models on the tiny 32 px test config, and exact reference
 parameter counts at the full-size configs (shape-only initialisation)."""
 
+import functools
 import importlib.util
 import pathlib
 
@@ -35,8 +36,18 @@ def _generator(model_config, image_size=32):
   return RelateGenerator(model_config, image_size=image_size)
 
 
-def _jit_apply(module):
-  return jax.jit(module.apply, static_argnames=('render_single',))
+def _jit_apply(generator):
+  """Jitted render: (params, latents, poses=None, render_single=True) → (images, aux,
+  intermediates)."""
+
+  @functools.partial(jax.jit, static_argnames=('render_single',))
+  def render(params, latents, poses=None, render_single=True):
+    (images, aux), state = generator.apply(params, latents, poses=poses,
+                                           render_single=render_single,
+                                           mutable=['intermediates'])
+    return images, aux, state['intermediates']
+
+  return render
 
 
 def _sample(key, model_config, batch, train):
@@ -55,6 +66,13 @@ def tiny():
   params = jax.jit(generator.init)(jax.random.key(0), latents)
   render = _jit_apply(generator)
   return mc, generator, params, render
+
+
+@pytest.fixture(scope='module')
+def unclipped():
+  """Renderer of the test generator with hide_absent=True and clip_background=False."""
+  return _jit_apply(_generator(_model_config(hide_absent=True, clip_background=False,
+                                             num_objects=4, min_objects=2)))
 
 
 def _rel_diff(a, b) -> float:
@@ -136,9 +154,9 @@ def test_interaction_is_permutation_equivariant_and_ignores_absent_objects():
 def test_composite_does_not_depend_on_slot_order(tiny):
   mc, _, params, render = tiny
   lat = _sample(jax.random.key(5), mc, 3, train=True)
-  images, aux = render(params, lat)
+  images, aux, _ = render(params, lat)
   perm = np.array([3, 1, 0, 2])
-  images_p, aux_p = render(params, _permute_slots(lat, perm))
+  images_p, aux_p, _ = render(params, _permute_slots(lat, perm))
   assert _rel_diff(images_p, images) < 1e-4
   assert _rel_diff(aux_p['single'], aux['single']) < 1e-4
   np.testing.assert_allclose(np.asarray(aux_p['poses']), np.asarray(aux['poses'])[:, perm],
@@ -165,9 +183,9 @@ def test_poses_override_skips_interaction(tiny):
   mc, _, params, render = tiny
   lat = _sample(jax.random.key(9), mc, 3, train=True)
   poses = jnp.full((3, 4, 2), 0.1)
-  _, aux = render(params, lat, poses=poses)
+  _, aux, _ = render(params, lat, poses=poses)
   np.testing.assert_array_equal(np.asarray(aux['poses']), np.asarray(poses))
-  _, aux = render(params, lat)
+  _, aux, _ = render(params, lat)
   assert np.abs(np.asarray(aux['poses']) - 0.1).max() > 1e-3
 
 
@@ -193,37 +211,73 @@ def test_compose_max_sum_and_background_clipping():
 def test_pooling_and_interaction_switches_change_the_render(tiny):
   mc, _, params, render = tiny
   lat = _sample(jax.random.key(10), mc, 3, train=True)
-  images, aux = render(params, lat)
+  images, aux, _ = render(params, lat)
   overrides = dict(num_objects=4, min_objects=2)
-  summed, _ = _jit_apply(_generator(_model_config(pooling='sum', **overrides)))(params, lat)
+  summed, _, _ = _jit_apply(_generator(_model_config(pooling='sum', **overrides)))(params, lat)
   assert _rel_diff(summed, images) > 1e-2
   # Without Γ the final poses are the initial ones (and Γ does move them when on).
-  _, aux_off = _jit_apply(_generator(_model_config(use_interaction=False, **overrides)))(
+  _, aux_off, _ = _jit_apply(_generator(_model_config(use_interaction=False, **overrides)))(
       params, lat, render_single=False)
   np.testing.assert_array_equal(np.asarray(aux_off['poses']), np.asarray(lat.poses))
   assert np.abs(np.asarray(aux['poses']) - np.asarray(lat.poses)).max() > 1e-5
   assert 'single' not in aux_off
 
 
-def test_absent_slots_end_parked_and_hidden(tiny):
+def test_absent_slots_end_parked_and_hidden(tiny, unclipped):
   mc, _, params, render = tiny
   lat = _sample(jax.random.key(11), mc, 3, train=True)
   lat = lat.replace(present=lat.present.at[:, 3].set(0.0),
                     poses=lat.poses.at[:, 3].set(mc.absent_pose),
                     select=jnp.zeros(3, jnp.int32))
-  _, aux = render(params, lat)
+  _, aux, _ = render(params, lat)
   assert np.all(np.asarray(aux['poses'])[:, 3] == mc.absent_pose)
   # Even when an absent slot is placed in view (poses override), hide_absent keeps its
   # canvas out of the scene; without hide_absent it shows (reference behaviour).
   in_view = aux['poses'].at[:, 3].set(0.0)
   recoloured = lat.replace(appearance=lat.appearance.at[:, 3].set(-1.0))
-  hide = _jit_apply(_generator(_model_config(hide_absent=True, num_objects=4, min_objects=2)))
-  a, _ = hide(params, lat, poses=in_view)
-  b, _ = hide(params, recoloured, poses=in_view)
+  a, _, _ = unclipped(params, lat, poses=in_view)
+  b, _, _ = unclipped(params, recoloured, poses=in_view)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  a, _ = render(params, lat, poses=in_view)
-  b, _ = render(params, recoloured, poses=in_view)
+  a, _, _ = render(params, lat, poses=in_view)
+  b, _, _ = render(params, recoloured, poses=in_view)
   assert _rel_diff(a, b) > 1e-2
+
+
+def test_background_clipping_switch(tiny, unclipped):
+  """clip_background=True: W = max(objects, W_0, 0) away from objects (reference);
+  False: W = W_0 there, negative values kept."""
+  _, _, params, render = tiny
+  lat = _sample(jax.random.key(9), tiny[0], 3, train=True)
+  far = jnp.full((3, 4, 2), -2.0)  # every window parked outside the scene (s ≈ 1 at init)
+  _, _, inter = render(params, lat, poses=far)
+  scene, background = np.asarray(inter['scene'][0]), np.asarray(inter['background'][0])
+  assert background.min() < 0.0
+  np.testing.assert_array_equal(scene, np.maximum(background, 0.0))
+  _, _, inter = unclipped(params, lat, poses=far)
+  np.testing.assert_array_equal(np.asarray(inter['scene'][0]),
+                                np.asarray(inter['background'][0]))
+
+
+def test_fixed_objects_use_constant_style_and_unit_scale(tiny):
+  """Balls-in-Bowl setting: one T_f per slot, appearance codes ignored, s = 1."""
+  _, _, params, _ = tiny
+  mc = _model_config(fixed_objects=True, pooling='sum', num_objects=4, min_objects=2)
+  # The shared constant's parameters, with one distinct T_f per slot.
+  t_f = params['params']['object_constant']
+  per_slot = t_f + 0.05 * jax.random.normal(jax.random.key(2), (4,) + t_f.shape[1:])
+  params = {'params': {**params['params'], 'object_constant': per_slot}}
+  lat = _sample(jax.random.key(14), mc, 2, train=False)
+  both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), lat,
+                      lat.replace(appearance=-lat.appearance))
+  images, aux = jax.jit(functools.partial(_generator(mc).apply, render_single=False))(
+      params, both)
+  np.testing.assert_array_equal(np.asarray(aux['scales']), 1.0)
+  np.testing.assert_array_equal(np.asarray(images[:2]), np.asarray(images[2:]))
+  # The per-slot constants matter: swapping two slots' poses changes the image.
+  swapped = both.replace(poses=both.poses[:, jnp.array([1, 0, 2, 3])])
+  images_s, _ = jax.jit(functools.partial(_generator(mc).apply, render_single=False))(
+      params, swapped)
+  assert _rel_diff(images_s, images) > 1e-2
 
 
 def test_discriminator_outputs_and_spectral_updates():

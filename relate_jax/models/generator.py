@@ -150,7 +150,9 @@ class RelateGenerator(nn.Module):
   'object_decoder' Ψf; 'scale' sc (Linear(Nb+Nf+2 → h), LReLU, Linear(h → h), LReLU,
   Linear(h → 1), Tanh; always present, as in the reference state dict); 'interaction' Γ
   (relate_static with use_interaction) or 'chain' (relate_static_order); 'image_decoder' G.
-  Initialise without `poses` so Γ's parameters are created.
+  Initialise without `poses` so Γ's parameters are created. With
+  mutable=['intermediates'] the scene tensor W and the background canvas W_0 (B, S0, S0, C)
+  are returned under intermediates/scene and intermediates/background.
   """
   config: ml_collections.FrozenConfigDict
   image_size: int | None = None
@@ -217,6 +219,9 @@ class RelateGenerator(nn.Module):
 
     background = BackgroundDecoder(c, name='background_decoder')(t_b, z0)
     scene = compose(canvases, background, c.pooling, visible)
+    # Available with mutable=['intermediates'] (inspection and visualisation tools).
+    self.sow('intermediates', 'background', background)
+    self.sow('intermediates', 'scene', scene)
     scenes = [scene]
     if render_single:
       pick = lambda a: jnp.take_along_axis(
