@@ -13,7 +13,8 @@ import pytest
 
 from relate_jax.models import (Discriminator, RelateGenerator, compose, count_params,
                                param_table, sample_latents)
-from relate_jax.models.interaction import Interaction
+from relate_jax.models.convert import from_torch_state_dict
+from relate_jax.models.interaction import Interaction, StackChain
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 
@@ -50,11 +51,8 @@ def _jit_apply(generator):
   return render
 
 
-def _sample(key, model_config, batch, train):
-  return _jit_sample(key, model_config, batch, train)
-
-
-_jit_sample = jax.jit(sample_latents, static_argnums=(1, 2, 3))
+# Latents for a (hashable) FrozenConfigDict, batch size and mode, compiled once per setting.
+_sample = jax.jit(sample_latents, static_argnums=(1, 2, 3))
 
 
 @pytest.fixture(scope='module')
@@ -374,7 +372,6 @@ def test_stack_chain_builds_upwards():
   assert counts.min() == 2 and counts.max() == 4
   assert np.all(np.asarray(lat.select) == 0)
   assert np.all(np.asarray(lat.poses)[:, 0, 1] <= 0.0)
-  from relate_jax.models.interaction import StackChain
   chain = StackChain(mc)
   args = (lat.appearance, lat.poses, lat.present, lat.background)
   params = jax.jit(chain.init)(jax.random.key(0), *args)
@@ -432,7 +429,6 @@ def _reference_clevr_state_dict(rng):
 
 
 def test_reference_checkpoint_converts_to_our_layout():
-  from relate_jax.models.convert import from_torch_state_dict
   state = _reference_clevr_state_dict(np.random.default_rng(0))
   assert len(state) == 110  # REFERENCE §3.1, upsample_net aliases included
   converted = from_torch_state_dict(state)
