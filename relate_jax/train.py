@@ -128,8 +128,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   last_time, last_step, first_log = time.time(), step, True
   try:
     while step < num_steps:
-      local = next(data_iter)['image']
-      images = jax.make_array_from_process_local_data(batch_sharding, local)
+      host_batch = next(data_iter)['image']
+      images = jax.make_array_from_process_local_data(batch_sharding, host_batch)
       state, metrics = train_step(state, images)
       step += 1
       if step % config.train.log_every == 0 or step == num_steps:

@@ -15,6 +15,11 @@ SCRIPT = textwrap.dedent('''
     config = config_lib.load_config_file('configs/test.py')
     config.train.batch_size = 8
     config.loss.gradient_penalty = 1.0
+    # Adam's first step is lr * g / (|g| + eps): with the default eps it turns gradients that
+    # are zero in exact arithmetic (biases before an instance norm) into +-lr from rounding
+    # noise alone. A larger eps keeps the update proportional to the gradient, so the check
+    # compares what sharding affects: the gradients and updates.
+    config.optim.eps = 1e-2
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
@@ -26,11 +31,12 @@ SCRIPT = textwrap.dedent('''
       state, metrics = step(state, batch)
       results.append(jax.device_get((state.g_params, state.d_params, state.spectral, metrics)))
     one, eight = results
-    worst = 0.0
+    assert int(jax.tree.leaves(one)[0].size) > 0
+    worst = 0.0  # max |a - b| / (atol + rtol |a|) over every parameter and loss
     for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
       a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-      worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3))))
-    print('MAX_REL_DIFF', worst)
+      worst = max(worst, float(np.max(np.abs(a - b) / (1e-6 + 1e-4 * np.abs(a)))))
+    print('WORST', worst)
 ''')
 
 
@@ -40,5 +46,5 @@ def test_eight_devices_equal_one_device():
   result = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  worst = float(result.stdout.split('MAX_REL_DIFF')[1])
-  assert worst < 1e-3, worst
+  worst = float(result.stdout.split('WORST')[1])
+  assert worst <= 1.0, worst
