@@ -25,8 +25,8 @@ used here the ball then stays at least 0.94 r from the true rim).
 Physics (per ball, unit mass):
 * Gravity: a point mass in the 2-D potential g·z(x, y), i.e. acceleration
   -g ∇z. This is the shallow-bowl limit of rolling on the surface (the 5/7
-  factor of a rolling sphere is folded into g). It is exactly conservative, so
-  the energy E = Σ_k ½|v_k|² + g z(p_k) can only fall, through friction.
+  factor of a rolling sphere is folded into g). It is conservative: the energy
+  E = Σ_k ½|v_k|² + g z(p_k) can only fall, through friction.
 * Rolling friction: velocity damping v ← v·exp(-γ dt).
 * Ball-ball collisions, elastic with equal masses: when two balls overlap while
   approaching, both are moved back along their velocities to the moment of
@@ -34,9 +34,19 @@ Physics (per ball, unit mass):
   they move on for the rewound time, so they end exactly apart (|Δp| ≥ 2r);
   residual overlaps (a ball also pressed against the rim) are pushed apart.
 * Rim: a ball centre outside its confining ellipse is scaled back onto it
-  towards the bowl centre (which lowers z) and its velocity is reflected off the
-  ellipse normal if it points outwards (which keeps |v|).
-* Integration: velocity Verlet (kick-drift-kick) with `substeps` steps per frame.
+  towards the bowl centre and, after the closing half-kick, its velocity is
+  reflected off the ellipse normal if it points outwards.
+* Integration: velocity Verlet (kick-drift-kick) with `substeps` steps per
+  frame. Bounces (rim, ball-ball) step outside Verlet's energy balance by
+  O(dt); as both are elastic, the speeds of the balls involved are rescaled (by
+  well under 1%) to their energy before the substep, then friction applies. So
+  the energy never rises: without friction it stays within ~1e-4 of its start
+  (tests/test_balls_in_bowl.py checks both).
+
+Each sequence's bowl and initial state are drawn from its own generator seeded
+by (seed, index) (a few draws per sequence in Python); the simulation and the
+rendering are vectorised NumPy over all sequences (rendering works on small
+patches around the balls over a per-sequence background).
 """
 
 import dataclasses

@@ -18,6 +18,10 @@ Caps: a config's num_train / num_test cap the examples written (static: frames,
 taken sequence by sequence; video: sequences). The 'tiny' and 'video_tiny'
 variants ('tiny_32', 'video_tiny_128', ...) hold the first TINY_TRAIN / TINY_TEST
 sequences, for tests and smoke runs.
+
+Cost at 128 px (measured on 2 shared CPU cores at load ~10): static view 96,000
+frames in 4.5 min wall / 2.3 min CPU, 832 MB; video view 3,000 sequences in
+5.2 min wall / 2.2 min CPU, 770 MB.
 """
 
 from __future__ import annotations
