@@ -111,8 +111,8 @@ def features(batches: Iterable[np.ndarray], num: int, detector, resolution: int,
   return np.concatenate(out)
 
 
-def stats_cache_dir(config) -> str:
-  del config
+def stats_cache_dir() -> str:
+  """$RELATE_JAX_CACHE/stats (default ~/.cache/relate_jax/stats): real-data features."""
   root = os.environ.get('RELATE_JAX_CACHE') or os.path.join(
       os.path.expanduser('~'), '.cache', 'relate_jax')
   return os.path.join(root, 'stats')
@@ -121,7 +121,7 @@ def stats_cache_dir(config) -> str:
 def real_cache_path(config, split: str, num: int, detector: str) -> str:
   d = config.data
   res = config.eval.resolution or d.image_size
-  return os.path.join(stats_cache_dir(config),
+  return os.path.join(stats_cache_dir(),
                       f'{d.name}_{split}_{d.image_size}px_eval{res}px_{detector}_n{num}.npz')
 
 
