@@ -398,9 +398,9 @@ def _ball_layers(centres, size, physics):
     centres: (M, 2) image coordinates.
 
   Returns:
-    rows (M, P, 1), cols (M, 1, P) pixel indices, shadow alpha (M, P, P),
-    shaded ball colour factors (M, P, P, 3) as (diffuse, specular) pieces and
-    ball coverage (M, P, P).
+    rows (M, P, 1) and cols (M, 1, P) pixel indices of a P x P patch, then, each
+    (M, P, P): shadow opacity, Lambert term and Blinn highlight of the sphere's
+    normal, and the ball's anti-aliased coverage.
   """
   pixel = 2.0 / size
   shadow_offset = np.array([0.35, 0.45]) * physics.radius
@@ -463,10 +463,10 @@ def render_frames(positions, bowls: Bowls, size: int = 128, physics=Physics(),
     frames[index] = _to_uint8(region * (1.0 - shadow[..., None]) / 255.0)
   for i, (index, _, diffuse, specular, coverage) in enumerate(layers):
     colour = BALL_COLOURS[i % len(BALL_COLOURS)]
-    shaded = np.clip(colour * (0.3 + 0.8 * diffuse[..., None]) + 0.7 * specular[..., None], 0.0, 1.0)
+    shaded = colour * (0.3 + 0.8 * diffuse[..., None]) + 0.7 * specular[..., None]
     alpha = coverage[..., None]
     region = frames[index].astype(np.float32) / 255.0
-    frames[index] = _to_uint8(alpha * shaded + (1.0 - alpha) * region)
+    frames[index] = _to_uint8(alpha * np.clip(shaded, 0.0, 1.0) + (1.0 - alpha) * region)
   return frames.reshape(n, t, size, size, 3)
 
 
