@@ -209,3 +209,13 @@ def test_registry_entries_resolve_to_builder_configs_with_their_feature(name, tm
     features = builder.info.features
     assert registry.entry(name).feature in features
     assert features[registry.entry(name).feature].shape[-3:] == (size, size, 3)
+
+
+def test_cli_missing_raw_data_exits_with_the_layout(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'relate_jax.data', '--config=configs/clevr.py',
+       f'--config.data.data_dir={tmp_path / "nowhere"}', f'--out={tmp_path / "g.png"}'],
+      cwd=REPO, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+  assert proc.returncode != 0
+  assert 'expected layout' in proc.stderr and 'nowhere' in proc.stderr
+  assert 'Traceback' not in proc.stderr

@@ -8,6 +8,8 @@ dtype and range of the first examples, and writes a grid PNG of them (clips:
 one row of frames per clip).
 """
 
+import sys
+
 import numpy as np
 from absl import app
 from absl import flags
@@ -26,7 +28,10 @@ _NCOL = flags.DEFINE_integer('ncol', 8, 'Images per grid row (static data).')
 def main(argv):
   del argv
   config = _CONFIG.value
-  pipeline.prepare(config)
+  try:
+    pipeline.prepare(config)
+  except common.MissingDataError as e:
+    sys.exit(f'error: {e}')  # The message says what to download and where to put it.
   split = _SPLIT.value
   n = pipeline.num_examples(config, split)
   print(f'dataset={config.data.name} split={split} image_size={config.data.image_size}')
