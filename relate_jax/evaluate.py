@@ -54,7 +54,8 @@ def disentanglement(model, workdir: str, num: int = 1000, batch_size: int = 50) 
   for start in range(0, num, batch_size):
     latents = model.sample_latents(batch_size, seed=1, offset=start)
     distances.append(relate_metrics.disentanglement_distances(
-        lambda lat, poses=None: model.render(lat, poses=poses), latents, num_objects=None))
+        lambda lat, poses=None: model.render(lat, poses=poses), latents,
+        absent_pose=model.config.model.absent_pose, num_objects=None))
   value = float(np.median(np.concatenate(distances)))
   with open(f'{workdir}/metrics.jsonl', 'a') as f:
     f.write(json.dumps({'step': model.step, 'name': DISENTANGLEMENT, 'value': value,

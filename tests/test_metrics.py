@@ -271,8 +271,12 @@ class _FakeLatents:
     return _FakeLatents(present)
 
 
-def _fake_renderer(final_poses, size, offset=(0.0, 0.0)):
-  """Adds a Gaussian blob per present object at its rendered pixel position (+ offset)."""
+def _fake_renderer(final_poses, size, offset=(0.0, 0.0), honour_present=True):
+  """Adds a Gaussian blob per object at its rendered pixel position (+ offset).
+
+  honour_present=False draws absent slots too, as RelateGenerator does with explicit poses
+  (objects leave the frame only by being parked at the absent pose).
+  """
   yy, xx = np.mgrid[0:size, 0:size]
 
   def render(latents, poses=None):
@@ -281,7 +285,7 @@ def _fake_renderer(final_poses, size, offset=(0.0, 0.0)):
     img = np.zeros((len(p), size, size, 3))
     for b in range(len(p)):
       for k in range(p.shape[1]):
-        if latents.present[b, k]:
+        if latents.present[b, k] or not honour_present:
           x, y = centres[b, k]
           blob = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5 ** 2))
           img[b] += (0.3 + 0.1 * k) * blob[..., None]
@@ -297,15 +301,20 @@ def test_disentanglement_score_with_fake_renderer():
   present = np.ones((b, k))
   present[0, 5] = 0  # Scene 0 has 5 objects, the rest 6.
   latents = _FakeLatents(present)
-  d = relate_metrics.disentanglement_distances(_fake_renderer(poses, size), latents)
+  d = relate_metrics.disentanglement_distances(_fake_renderer(poses, size), latents, None)
   assert d.shape == (23,) and d.max() <= 0.71  # The peak is the pixel nearest the centre.
-  assert relate_metrics.disentanglement_score(_fake_renderer(poses, size), latents,
+  # A renderer that draws every slot needs the toggled object parked out of the frame.
+  parked = relate_metrics.disentanglement_distances(
+      _fake_renderer(poses, size, honour_present=False), latents, -2.0)
+  np.testing.assert_allclose(parked, d)
+  assert relate_metrics.disentanglement_score(_fake_renderer(poses, size), latents, None,
                                               num_objects=5) <= 0.71
   shifted = relate_metrics.disentanglement_score(_fake_renderer(poses, size, (3, 4)), latents,
-                                                 num_objects=5)
+                                                 None, num_objects=5)
   assert 4.29 < shifted < 5.71  # |(3, 4)| = 5 px, ± half a pixel diagonal.
   with pytest.raises(ValueError, match='no scene'):
-    relate_metrics.disentanglement_score(_fake_renderer(poses, size), latents, num_objects=3)
+    relate_metrics.disentanglement_score(_fake_renderer(poses, size), latents, None,
+                                         num_objects=3)
 
 
 def test_position_error_in_pixels():

@@ -1,7 +1,7 @@
 """RELATE's own metrics (paper appendix; no code in the reference).
 
 * Disentanglement score (Table A1): render a scene, switch each present object off in turn
-  (present_k = 0, same final poses θ), find the pixel of largest image change, and measure
+  (present_k = 0 and θ_k parked at the absent pose, the other final poses θ unchanged), find the pixel of largest image change, and measure
   its distance to the object's rendered position; the score is the median distance (px).
 * Position-head error: mean pixel distance between the discriminator's position prediction
   on real images and the ground-truth object position.
@@ -34,7 +34,8 @@ def pixels_to_pose(pixels, image_size: int) -> np.ndarray:
 RenderFn = Callable[..., tuple[np.ndarray, dict]]
 
 
-def disentanglement_distances(render_fn: RenderFn, latents, image_size: int | None = None,
+def disentanglement_distances(render_fn: RenderFn, latents, absent_pose: float | None,
+                              image_size: int | None = None,
                               num_objects: int | None = None) -> np.ndarray:
   """Distance (px) from each present object's rendered position to its max-change pixel.
 
@@ -43,6 +44,11 @@ def disentanglement_distances(render_fn: RenderFn, latents, image_size: int | No
       aux['poses'] the final θ (B, K, 2) and optionally aux['scales'] s (B, K); called
       with poses=θ it must render exactly those poses (Relate.render does).
     latents: Latents with `present` (B, K) in {0, 1} (a flax struct dataclass: `.replace`).
+    absent_pose: where a switched-off object is parked (config.model.absent_pose). Given
+      explicit poses, RelateGenerator still draws a slot with present = 0 unless
+      model.hide_absent is set; the reference removes objects by parking them at
+      (−2, −2), out of the frame, so the toggled slot's θ is set to this value too.
+      None: the renderer honours `present` alone.
     image_size: S (default: the rendered size).
     num_objects: keep only scenes with exactly this many present objects (paper: 5).
 
@@ -66,7 +72,10 @@ def disentanglement_distances(render_fn: RenderFn, latents, image_size: int | No
       continue
     toggled = np.array(latents.present, copy=True)
     toggled[:, k] = 0
-    without, _ = render_fn(latents.replace(present=toggled), poses=aux['poses'])
+    parked = np.array(poses, copy=True)
+    if absent_pose is not None:
+      parked[:, k] = absent_pose
+    without, _ = render_fn(latents.replace(present=toggled), poses=parked)
     change = np.abs(images - np.asarray(without, np.float64)).sum(axis=-1)  # (B, S, S)
     flat = change.reshape(len(change), -1).argmax(axis=1)
     y, x = np.unravel_index(flat, change.shape[1:])
@@ -78,10 +87,10 @@ def disentanglement_distances(render_fn: RenderFn, latents, image_size: int | No
   return np.concatenate(distances) if distances else np.zeros((0,))
 
 
-def disentanglement_score(render_fn: RenderFn, latents, image_size: int | None = None,
-                          num_objects: int | None = 5) -> float:
+def disentanglement_score(render_fn: RenderFn, latents, absent_pose: float | None,
+                          image_size: int | None = None, num_objects: int | None = 5) -> float:
   """Median of disentanglement_distances (paper Table A1; lower is better)."""
-  d = disentanglement_distances(render_fn, latents, image_size, num_objects)
+  d = disentanglement_distances(render_fn, latents, absent_pose, image_size, num_objects)
   if not len(d):
     raise ValueError(f'no scene with {num_objects} present objects to score')
   return float(np.median(d))
