@@ -194,6 +194,7 @@ def test_real_features_are_cached_by_key(tmp_path, monkeypatch):
   det = _MeanColourDetector()
   config = _config(resolution=8)
   a = registry.real_features(config, 50, 'inception', det)
+  registry._REAL_MEMO.clear()  # A new process: the features come from the disk cache.
   b = registry.real_features(config, 50, 'inception', det)
   assert reads == [('test', 8, 50)] and a.shape == (30, 9)  # Fewer real than N: all of them.
   np.testing.assert_array_equal(a, b)

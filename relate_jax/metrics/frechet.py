@@ -5,6 +5,7 @@ and the matrix square root needs the precision.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -26,6 +27,11 @@ class Statistics:
   def load(cls, path: str) -> 'Statistics':
     with np.load(path) as f:
       return cls(f['mu'], f['sigma'], int(f['num']))
+
+  @functools.cached_property
+  def factor(self) -> np.ndarray:
+    """L with L·Lᵀ = Σ, computed once (cached real-data statistics reuse it)."""
+    return _psd_factor(self.sigma)
 
 
 def statistics(features: np.ndarray) -> Statistics:
@@ -50,24 +56,29 @@ def _psd_factor(sigma: np.ndarray) -> np.ndarray:
   return v * np.sqrt(w)
 
 
-def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-  """Tr((Σ1 Σ2)^½) for PSD Σ1, Σ2.
+def trace_sqrt_product(sigma1: np.ndarray, factor2: np.ndarray) -> float:
+  """Tr((Σ1 Σ2)^½) for PSD Σ1 and Σ2 = L2·L2ᵀ.
 
-  With Σi = Li Liᵀ the eigenvalues of Σ1Σ2 are those of (L1ᵀL2)(L1ᵀL2)ᵀ, so the trace is
-  the nuclear norm of L1ᵀL2: two symmetric eigendecompositions and one SVD, no
-  non-symmetric square root (which scipy may return complex or inaccurate for singular Σ).
+  The eigenvalues of Σ1Σ2 are those of the symmetric PSD matrix L2ᵀΣ1L2, so the trace is
+  the sum of their square roots: one eigendecomposition per set (cacheable for the real
+  side) and one symmetric eigenvalue solve, no non-symmetric square root (which scipy
+  may return complex or inaccurate for a singular Σ).
   """
-  l1, l2 = _psd_factor(sigma1), _psd_factor(sigma2)
-  return float(np.linalg.svd(l1.T @ l2, compute_uv=False).sum())
+  m = factor2.T @ sigma1 @ factor2
+  w = np.linalg.eigvalsh((m + m.T) / 2)
+  return float(np.sqrt(np.clip(w, 0.0, None)).sum())
 
 
 def frechet_distance(s1: Statistics, s2: Statistics) -> float:
-  """|μ1 − μ2|² + Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½) (FID when the features are Inception pool3)."""
+  """|μ1 − μ2|² + Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½) (FID when the features are Inception pool3).
+
+  Pass the reused (real-data) statistics second: their factor L2 is computed once.
+  """
   if s1.mu.shape != s2.mu.shape:
     raise ValueError(f'feature sizes differ: {s1.mu.shape} vs {s2.mu.shape}')
   diff = s1.mu - s2.mu
   value = diff @ diff + np.trace(s1.sigma) + np.trace(s2.sigma) - 2 * trace_sqrt_product(
-      s1.sigma, s2.sigma)
+      s1.sigma, s2.factor)
   return float(max(value, 0.0))
 
 

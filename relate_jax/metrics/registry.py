@@ -34,6 +34,18 @@ SampleFn = Callable[[int, int, int], Iterable[np.ndarray]]
 SAMPLE_SEED = 0  # Fixed generated set: the same latents at every evaluation.
 
 
+
+@dataclasses.dataclass
+class _RealSet:
+  features: np.ndarray
+  stats: frechet.Statistics | None = None  # Built on first Fréchet use (keeps its factor).
+
+
+# Real features (and statistics) per cache file, kept for the life of the process so
+# in-training evaluations pay for loading and the eigendecomposition once.
+_REAL_MEMO: dict[str, _RealSet] = {}
+
+
 @dataclasses.dataclass(frozen=True)
 class Protocol:
   name: str
@@ -127,7 +139,18 @@ def real_cache_path(config, split: str, num: int, detector: str) -> str:
 
 def real_features(config, num: int, detector_name: str, detector=None) -> np.ndarray:
   """Features of up to `num` examples of config.eval.split, cached on disk."""
+  return _real(config, num, detector_name, detector).features
+
+
+def _real(config, num, detector_name, detector=None) -> _RealSet:
   path = real_cache_path(config, config.eval.split, num, detector_name)
+  if path not in _REAL_MEMO:
+    _REAL_MEMO[path] = _RealSet(_real_features_on_disk(path, config, num, detector_name,
+                                                       detector))
+  return _REAL_MEMO[path]
+
+
+def _real_features_on_disk(path, config, num, detector_name, detector):
   if os.path.exists(path):
     with np.load(path) as f:
       return f['features']
@@ -145,11 +168,12 @@ def real_features(config, num: int, detector_name: str, detector=None) -> np.nda
   return feats
 
 
-def score(protocol: Protocol, fake: np.ndarray, real: np.ndarray) -> dict[str, float]:
+def score(protocol: Protocol, fake: np.ndarray, real: np.ndarray,
+          real_stats: frechet.Statistics | None = None) -> dict[str, float]:
   """{'value': …} (and 'std' for kernel distances, both ×10³) of one protocol."""
   if protocol.kind == 'frechet':
-    return {'value': frechet.frechet_distance(frechet.statistics(fake),
-                                              frechet.statistics(real))}
+    real_stats = real_stats or frechet.statistics(real)
+    return {'value': frechet.frechet_distance(frechet.statistics(fake), real_stats)}
   mean, std = frechet.kernel_distance(fake, real)
   return {'value': mean * 1e3, 'std': std * 1e3}
 
@@ -174,9 +198,14 @@ def evaluate(config, sample_fn: SampleFn, names: Iterable[str], workdir: str | N
           sample_fn(p.num, SAMPLE_SEED, config.eval.batch_size), p.num, det,
           config.eval.resolution, label=f'generated ({p.name})')
     fake = fake_cache[(p.detector, p.num)]
-    real = (real_fn(p.num, p.detector) if real_fn is not None
-            else real_features(config, p.num, p.detector, det))
-    out = score(p, fake, real)
+    if real_fn is not None:
+      real_set = _RealSet(real_fn(p.num, p.detector))
+    else:
+      real_set = _real(config, p.num, p.detector, det)
+    real = real_set.features
+    if p.kind == 'frechet' and real_set.stats is None:
+      real_set.stats = frechet.statistics(real)
+    out = score(p, fake, real, real_set.stats)
     seconds = time.time() - t0
     results[p.name] = out['value']
     if 'std' in out:
