@@ -66,6 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.hide_absent = False  # Zero the canvases of absent slots so they cannot re-enter the frame when s is large (reference: False).
   c.model.order_offset = 0.3  # Ordered model: max extra vertical step per stacked object (reference offset_mlp).
   c.model.order_f1_sees_pose = False  # Ordered model: f1 also takes θ_{k-1} (paper eq. 3); False = reference.
+  c.model.compute_dtype = 'float32'  # G/D activations and matmuls: 'float32' or 'bfloat16' (weights, IN/SN statistics, losses stay float32).
 
   c.loss = ml_collections.ConfigDict()
   c.loss.gan = 1.0  # Non-saturating BCE GAN loss (l_disc, l_gen, l_gen_eval).
@@ -149,6 +150,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   window = m.obj_size * (2 if m.upsample else 1)
   if window > scene or (scene - window) % 2:
     problems.append(f'model.obj_size={m.obj_size} must leave an even margin inside the {scene}x{scene} scene')
+  if m.compute_dtype not in ('float32', 'bfloat16'):
+    problems.append(f'model.compute_dtype={m.compute_dtype!r} is not float32 or bfloat16')
   if m.pooling not in POOLINGS:
     problems.append(f'model.pooling={m.pooling!r} is not one of {POOLINGS}')
   if config.data.pixel_range not in PIXEL_RANGES:

@@ -8,6 +8,9 @@ c_i = model.disc_channels[i] (last entry repeated, e.g. the 256 px conv6):
     reference's class1-4); SN InstanceNorm (unit-norm gain) + LReLU(0.2);
   flatten in torch's (C, H, W) order; SN Dense → 1 real/fake logit; SN Dense → 2, tanh →
   position P.
+
+Mixed precision: convolutions, instance norms and the SN dense heads compute in
+model.compute_dtype; the style statistics and heads, the tanh and every output are float32.
 """
 
 import math
@@ -42,17 +45,23 @@ class Discriminator(nn.Module):
     if size != 4 * 2**n or n < 2:
       raise ValueError(f'discriminator input side {size} must be 4·2^n with n >= 2')
     ch = self.config.disc_channels
+    dt = layers.compute_dtype(self.config)
     pick = lambda i: ch[min(i, len(ch) - 1)]
-    x = layers.leaky_relu(layers.Conv2d(pick(0), 5, 2, 2, name='conv1')(images))
+    x = layers.leaky_relu(layers.Conv2d(pick(0), 5, 2, 2, dt, name='conv1')(images))
     styles = []
     for i in range(1, n):
-      x = layers.SNConv2d(pick(i), 5, 2, 2, name=f'conv{i + 1}')(x, update_stats=update_stats)
+      x = layers.SNConv2d(pick(i), 5, 2, 2, dt, name=f'conv{i + 1}')(
+          x, update_stats=update_stats)
       if i <= MAX_STYLE_HEADS:
-        stats = jnp.concatenate([jnp.mean(x, axis=(1, 2)), jnp.var(x, axis=(1, 2), ddof=1)], -1)
+        x32 = x.astype(jnp.float32)
+        stats = jnp.concatenate([jnp.mean(x32, axis=(1, 2)), jnp.var(x32, axis=(1, 2), ddof=1)],
+                                -1)
         styles.append(layers.dense(1, name=f'style{i}')(stats)[:, 0])
-      x = layers.SNInstanceNorm(name=f'inorm{i}')(x, update_stats=update_stats)
+      x = layers.SNInstanceNorm(dt, name=f'inorm{i}')(x, update_stats=update_stats)
       x = layers.leaky_relu(x)
     flat = jnp.transpose(x, (0, 3, 1, 2)).reshape(b, -1)  # torch's (C, H, W) order
-    logit = layers.SNDense(1, name='logit')(flat, update_stats=update_stats)[:, 0]
-    position = jnp.tanh(layers.SNDense(2, name='position')(flat, update_stats=update_stats))
+    logit = layers.SNDense(1, dt, name='logit')(flat, update_stats=update_stats)[:, 0]
+    logit = logit.astype(jnp.float32)
+    position = jnp.tanh(layers.SNDense(2, dt, name='position')(
+        flat, update_stats=update_stats).astype(jnp.float32))
     return {'logit': logit, 'position': position, 'style': jnp.stack(styles, axis=1)}

@@ -11,6 +11,10 @@ REFERENCE §2.1-2.3. Scene tensor W on an S0 x S0 grid (S0 = 16; 32 with model.u
 
 The K object decoders run as one batched decoder over B·K; the full scene and the
 single-object scene [W_select, W_0] go through G as one batch of 2B.
+
+Mixed precision: Ψb, Ψf and G compute in model.compute_dtype (W too); Γ, the stack chain and
+sc (tiny MLPs whose outputs are geometry), the placement weights and the tanh output stay
+float32.
 """
 
 import math
@@ -52,11 +56,12 @@ class BackgroundDecoder(nn.Module):
   @nn.compact
   def __call__(self, constant: Array, background: Array) -> Array:
     c = self.config
-    x = layers.leaky_relu(layers.AdaIN(name='style1')(constant, background))
-    x = layers.ConvTranspose2d(c.obj_channels, 3, 1, 1, name='deconv1')(x)
-    x = layers.leaky_relu(layers.AdaIN(name='style2')(x, background))
-    x = layers.ConvTranspose2d(c.scene_channels, 3, 1, 1, name='deconv2')(x)
-    return layers.leaky_relu(layers.AdaIN(name='style3')(x, background))
+    dt = layers.compute_dtype(c)
+    x = layers.leaky_relu(layers.AdaIN(dt, name='style1')(constant, background))
+    x = layers.ConvTranspose2d(c.obj_channels, 3, 1, 1, dt, name='deconv1')(x)
+    x = layers.leaky_relu(layers.AdaIN(dt, name='style2')(x, background))
+    x = layers.ConvTranspose2d(c.scene_channels, 3, 1, 1, dt, name='deconv2')(x)
+    return layers.leaky_relu(layers.AdaIN(dt, name='style3')(x, background))
 
 
 class ObjectDecoder(nn.Module):
@@ -71,12 +76,15 @@ class ObjectDecoder(nn.Module):
   @nn.compact
   def __call__(self, constant: Array, appearance: Array) -> Array:
     c = self.config
-    x = layers.AdaIN(name='style1')(constant, appearance)
-    x = layers.leaky_relu(layers.ConvTranspose2d(c.obj_channels, 3, 1, 1, name='deconv1')(x))
-    x = layers.AdaIN(name='style2')(x, appearance)
+    dt = layers.compute_dtype(c)
+    x = layers.AdaIN(dt, name='style1')(constant, appearance)
+    x = layers.leaky_relu(
+        layers.ConvTranspose2d(c.obj_channels, 3, 1, 1, dt, name='deconv1')(x))
+    x = layers.AdaIN(dt, name='style2')(x, appearance)
     k, s = (4, 2) if c.upsample else (3, 1)
-    x = layers.leaky_relu(layers.ConvTranspose2d(c.scene_channels, k, s, 1, name='deconv2')(x))
-    return layers.AdaIN(name='style3')(x, appearance)
+    x = layers.leaky_relu(
+        layers.ConvTranspose2d(c.scene_channels, k, s, 1, dt, name='deconv2')(x))
+    return layers.AdaIN(dt, name='style3')(x, appearance)
 
 
 def decoder_layers(config: ml_collections.ConfigDict,
@@ -107,18 +115,22 @@ def decoder_layers(config: ml_collections.ConfigDict,
 
 
 class ImageDecoder(nn.Module):
-  """G (reference `upsample_net`): scene tensor (N, S0, S0, C) → pre-tanh image (N, S, S, 3)."""
+  """G (reference `upsample_net`): scene tensor (N, S0, S0, C) → pre-tanh image (N, S, S, 3).
+
+  Computes in model.compute_dtype; the output is float32.
+  """
   config: ml_collections.FrozenConfigDict
   image_size: int
 
   @nn.compact
   def __call__(self, scene: Array) -> Array:
+    dt = layers.compute_dtype(self.config)
     x = scene
     for i, (f, k, s, p, act) in enumerate(decoder_layers(self.config, self.image_size)):
-      x = layers.ConvTranspose2d(f, k, s, p, name=f'deconv{i + 1}')(x)
+      x = layers.ConvTranspose2d(f, k, s, p, dt, name=f'deconv{i + 1}')(x)
       if act:
         x = layers.leaky_relu(x)
-    return x
+    return x.astype(jnp.float32)
 
 
 def compose(canvases: Array, background: Array, pooling: str,
@@ -210,7 +222,7 @@ class RelateGenerator(nn.Module):
     canvases = place(jnp.pad(windows, pad), flat_scales, flat_theta)
     canvases = canvases.reshape(b, k, s0, s0, -1)
     if c.hide_absent:
-      canvases = canvases * present[:, :, None, None, None]
+      canvases = canvases * present[:, :, None, None, None].astype(canvases.dtype)
     visible = None
     if not c.clip_background and c.pooling == 'max':
       footprint = place(jnp.pad(jnp.ones((b * k, win, win, 1)), pad), flat_scales, flat_theta)

@@ -9,6 +9,11 @@ Every layer here reproduces the numerics of the torch layer the RELATE reference
   ``W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)`` (a flipped kernel, ``transpose_kernel=False``).
 * spectral_norm's ``weight_u`` / ``weight_v`` -> ``spectral/<layer>/u`` and ``.../v`` unchanged
   (the kernel is flattened in torch's (out, in·kh·kw) order, see :func:`torch_matrix`).
+
+Mixed precision (``model.compute_dtype``): parameters are always float32 (the master weights
+the optimizer sees); layers with a ``dtype`` cast their input and their kernel to it inside
+the module, so activations and matmuls run in that dtype while gradients arrive in float32.
+Instance-norm statistics and spectral-norm power iterations and σ are always float32.
 """
 
 from typing import Callable
@@ -18,6 +23,8 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
+
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 # REFERENCE §2.7 (`weight_init`): convolutions ~ N(0, 0.02) truncated at ±2σ, linear layers
 # ~ N(0, 0.02), biases 0, learned constants 0.02·N(0, 1), affine IN gains N(0, 0.02).
@@ -31,13 +38,19 @@ SN_EPS = 1e-12  # torch.nn.utils.spectral_norm default.
 IN_EPS = 1e-5  # torch.nn.InstanceNorm2d default.
 
 
+def compute_dtype(model_config) -> jnp.dtype:
+  """The activation/matmul dtype named by ``model.compute_dtype``."""
+  return COMPUTE_DTYPES[model_config.compute_dtype]
+
+
 def leaky_relu(x: Array, slope: float = 0.2) -> Array:
   return jnp.where(x >= 0, x, slope * x)
 
 
-def dense(features: int, name: str | None = None) -> nn.Dense:
-  """torch Linear with the reference initialisation."""
-  return nn.Dense(features, kernel_init=dense_init, bias_init=zeros, name=name)
+def dense(features: int, name: str | None = None, dtype=jnp.float32) -> nn.Dense:
+  """torch Linear with the reference initialisation; computes in `dtype` (params float32)."""
+  return nn.Dense(features, kernel_init=dense_init, bias_init=zeros, dtype=dtype,
+                  param_dtype=jnp.float32, name=name)
 
 
 class Mlp(nn.Module):
@@ -48,11 +61,12 @@ class Mlp(nn.Module):
   """
   features: tuple[int, ...]
   final: Callable[[Array], Array] | None = None
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     for i, f in enumerate(self.features):
-      x = dense(f, name=f'layers_{i}')(x)
+      x = dense(f, name=f'layers_{i}', dtype=self.dtype)(x)
       if i < len(self.features) - 1:
         x = leaky_relu(x)
     return self.final(x) if self.final is not None else x
@@ -64,13 +78,14 @@ class Conv2d(nn.Module):
   kernel_size: int
   stride: int = 1
   padding: int = 0
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     p = self.padding
     return nn.Conv(self.features, (self.kernel_size,) * 2, strides=(self.stride,) * 2,
                    padding=((p, p), (p, p)), kernel_init=conv_init, bias_init=zeros,
-                   name='conv')(x)
+                   dtype=self.dtype, param_dtype=jnp.float32, name='conv')(x)
 
 
 class ConvTranspose2d(nn.Module):
@@ -84,6 +99,7 @@ class ConvTranspose2d(nn.Module):
   kernel_size: int
   stride: int = 1
   padding: int = 0
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -91,32 +107,34 @@ class ConvTranspose2d(nn.Module):
     return nn.ConvTranspose(self.features, (self.kernel_size,) * 2,
                             strides=(self.stride,) * 2, padding=((q, q), (q, q)),
                             transpose_kernel=False, kernel_init=conv_init, bias_init=zeros,
-                            name='conv')(x)
+                            dtype=self.dtype, param_dtype=jnp.float32, name='conv')(x)
 
 
 def instance_norm(x: Array, eps: float = IN_EPS) -> Array:
   """InstanceNorm2d(affine=False): per sample and channel over H, W, biased variance.
 
-  x: (N, H, W, C).
+  x: (N, H, W, C). Statistics and normalisation in float32; the result has x's dtype.
   """
-  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-  return (x - mean) * jax.lax.rsqrt(var + eps)
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
 class AdaIN(nn.Module):
   """Adaptive instance norm: ẑ = ReLU(Dense(2C)(z)); out = ẑ[:C] ⊙ IN(x) + ẑ[C:].
 
   x: (N, H, W, C) or the batch-1 learned constant (1, H, W, C), which is normalised once
-  and broadcast to the batch of `z`; z: (B, L). Returns (B, H, W, C).
+  and broadcast to the batch of `z`; z: (B, L). Returns (B, H, W, C) in `dtype`.
   """
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, z: Array) -> Array:
     c = x.shape[-1]
-    style = nn.relu(dense(2 * c, name='mlp')(z))
+    style = nn.relu(dense(2 * c, name='mlp', dtype=self.dtype)(z))
     scale, shift = style[:, None, None, :c], style[:, None, None, c:]
-    return scale * instance_norm(x) + shift
+    return scale * instance_norm(x).astype(self.dtype) + shift
 
 
 def _normalize(x: Array) -> Array:
@@ -165,11 +183,12 @@ def spectral_sigma(module: nn.Module, w_mat: Array, update_stats: bool) -> Array
 
 class SNConv2d(nn.Module):
   """spectral_norm(Conv2d(in → features, k, stride, padding)); params 'kernel' (the raw
-  `weight_orig`, (kh, kw, in, out)) and 'bias'."""
+  `weight_orig`, (kh, kw, in, out)) and 'bias'. Multiplies in `dtype`, returns float32."""
   features: int
   kernel_size: int
   stride: int = 1
   padding: int = 0
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, *, update_stats: bool) -> Array:
@@ -177,21 +196,29 @@ class SNConv2d(nn.Module):
     kernel = self.param('kernel', conv_init, (k, k, x.shape[-1], self.features))
     bias = self.param('bias', zeros, (self.features,))
     sigma = spectral_sigma(self, torch_matrix(kernel), update_stats)
-    y = jax.lax.conv_general_dilated(x, kernel / sigma, (self.stride,) * 2, ((p, p), (p, p)),
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    # W/σ is formed in float32, then cast to the compute dtype. The output is float32: in D
+    # an instance norm and a style head's mean/variance follow, and a bf16 output would
+    # round the cotangent before the bias-gradient sum (whose terms largely cancel under IN).
+    w = (kernel / sigma).astype(self.dtype)
+    y = jax.lax.conv_general_dilated(x.astype(self.dtype), w, (self.stride,) * 2,
+                                     ((p, p), (p, p)),
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                     preferred_element_type=jnp.float32)
     return y + bias
 
 
 class SNDense(nn.Module):
   """spectral_norm(Linear(in → features)); params 'kernel' (in, out) and 'bias'."""
   features: int
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, *, update_stats: bool) -> Array:
     kernel = self.param('kernel', dense_init, (x.shape[-1], self.features))
     bias = self.param('bias', zeros, (self.features,))
     sigma = spectral_sigma(self, torch_matrix(kernel), update_stats)
-    return x @ (kernel / sigma) + bias
+    w = (kernel / sigma).astype(self.dtype)
+    return x.astype(self.dtype) @ w + bias.astype(self.dtype)
 
 
 class SNInstanceNorm(nn.Module):
@@ -199,8 +226,9 @@ class SNInstanceNorm(nn.Module):
 
   The gain (C,) is seen by torch as a (C, 1) matrix, so σ is its L2 norm and the effective
   gain has unit norm; v has shape (1,). Params 'scale' (torch `weight_orig`) and 'bias'.
-  x: (N, H, W, C).
+  x: (N, H, W, C); the output has `dtype`.
   """
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, *, update_stats: bool) -> Array:
@@ -208,4 +236,5 @@ class SNInstanceNorm(nn.Module):
     gain = self.param('scale', gain_init, (c,))
     bias = self.param('bias', zeros, (c,))
     sigma = spectral_sigma(self, gain[:, None], update_stats)
-    return instance_norm(x) * (gain / sigma) + bias
+    normed = instance_norm(x).astype(self.dtype)
+    return normed * (gain / sigma).astype(self.dtype) + bias.astype(self.dtype)

@@ -42,11 +42,13 @@ def place(canvas: Array, scale: Array, translation: Array) -> Array:
   """Resamples each canvas as grid_sample(canvas, affine_grid([[s,0,tx],[0,s,ty]])).
 
   canvas: (N, H, W, C); scale: (N,) s; translation: (N, 2) (tx, ty) in normalised units.
-  Returns (N, H, W, C).
+  Returns (N, H, W, C) in canvas's dtype.
   """
   _, h, w, _ = canvas.shape
   a_x = interpolation_matrix(scale, translation[:, 0], w)
   a_y = interpolation_matrix(scale, translation[:, 1], h)
-  # Full f32 precision: the weights are interpolation coefficients, not learned features.
-  rows = jnp.einsum('nxj,nijc->nixc', a_x, canvas, precision='highest')
-  return jnp.einsum('nyi,nixc->nyxc', a_y, rows, precision='highest')
+  # Full f32 precision (also under bf16 compute): the weights are interpolation
+  # coefficients, not learned features.
+  rows = jnp.einsum('nxj,nijc->nixc', a_x, canvas.astype(jnp.float32), precision='highest')
+  out = jnp.einsum('nyi,nixc->nyxc', a_y, rows, precision='highest')
+  return out.astype(canvas.dtype)
