@@ -2,8 +2,9 @@
 
   python -m relate_jax.evaluate --workdir=DIR --metrics=fid10k,kid10k [--config=configs/x.py]
 
-Without --config the resolved config that training wrote into the workdir is used;
-`--config.eval.resolution=96` & co. override it. Metrics are the registry's protocols
+Without --config the resolved config that training wrote into the workdir is used; with
+--config=configs/x.py its `eval` settings apply (and `--config.eval.resolution=96` & co.
+override them), while the generator is always built from the workdir's config. Metrics are the registry's protocols
 (relate_jax/metrics/registry.py); results are printed and appended to
 <workdir>/metrics.jsonl with the checkpoint's step. `disentanglement` is also accepted: the
 median distance (px) of Table A1 on 1,000 generated scenes with 5 objects.
