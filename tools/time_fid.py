@@ -3,6 +3,10 @@
   python tools/time_fid.py --num 1000 --size 128 --batch_size 50     # CPU
   python tools/time_fid.py --num 10000 --size 128 --batch_size 250   # GPU (fid10k)
 
+--random_weights times the same network without the converted weights (a device
+without registry access and no room for the 87 MB weight file); the FID value is then
+meaningless, the timing is not.
+
 Images: procedural 128×128 scenes (tools/make_fid_reference.py). The real side is a
 Statistics object with its eigendecomposition computed outside the timing (from
 synthetic 2048-d features), as the registry caches real statistics during training. Timed:
@@ -31,6 +35,7 @@ def main():
   parser.add_argument('--num', type=int, default=1000)
   parser.add_argument('--size', type=int, default=128)
   parser.add_argument('--batch_size', type=int, default=50)
+  parser.add_argument('--random_weights', action='store_true')
   args = parser.parse_args()
   images = procedural_images(args.num, args.size, seed=1)
   rng = np.random.default_rng(0)
@@ -39,7 +44,12 @@ def main():
   _ = real.factor  # Cached with the real statistics (registry keeps it per process).
 
   t0 = time.time()
-  net = inception.InceptionFeatures(args.batch_size)
+  variables = None
+  if args.random_weights:
+    dummy = np.zeros((1, inception.INPUT_SIZE, inception.INPUT_SIZE, 3), np.float32)
+    variables = jax.jit(inception.FIDInception().init)(jax.random.key(0), dummy)
+    variables = jax.tree.map(lambda x: x + 0.01 if x.ndim == 1 else x, variables)
+  net = inception.InceptionFeatures(args.batch_size, variables)
   t_load = time.time() - t0
   t0 = time.time()
   first = net(images[:args.batch_size])

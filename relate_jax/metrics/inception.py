@@ -198,9 +198,9 @@ class InceptionFeatures:
   Batches are padded to `batch_size` so one compiled shape serves every call.
   """
 
-  def __init__(self, batch_size: int = 50):
+  def __init__(self, batch_size: int = 50, variables: dict | None = None):
     self.batch_size = batch_size
-    self.variables = load_variables()
+    self.variables = variables if variables is not None else load_variables()
     self.dim = FEATURE_DIM
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
