@@ -126,7 +126,8 @@ class TrainingEvaluator:
   """Runs config.eval.metrics on the live generator during training."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    from relate_jax.metrics import registry  # Deferred: loads detector weights on first use.
+    from relate_jax.metrics import registry  # Deferred: the detectors are large.
+    registry.prefetch_weights(config.eval.metrics)  # Fail early, not after hours of training.
     self._registry = registry
     self.config = config
     self.workdir = workdir

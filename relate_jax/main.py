@@ -30,9 +30,18 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Index of this process.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+class _QuietLibraries:
+  """Drops INFO chatter of orbax and TFDS (one line per checkpoint operation)."""
+
+  def filter(self, record) -> bool:
+    noisy = ('orbax', 'tensorflow_datasets')
+    return record.levelno > 20 or not any(n in record.pathname for n in noisy)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   # Import after flag parsing so `--help` stays fast.
   from relate_jax import config as config_lib
   from relate_jax import data as data_lib

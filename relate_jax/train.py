@@ -119,7 +119,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   grid = SampleGrid(config)
   evaluator = None
   if config.eval.metrics and config.eval.every:
-    evaluator = api.TrainingEvaluator(config, workdir)
+    evaluator = api.TrainingEvaluator(config, workdir)  # Fetches detector weights now.
 
   step = int(jax.device_get(local(state.step)))
   num_steps = config.train.num_steps
