@@ -83,7 +83,10 @@ def _torch_conv_transpose(x, weight, stride, padding):
   return full[:, padding:padding + size, padding:padding + size]
 
 
-@pytest.mark.parametrize('k,s,p', [(4, 2, 1), (3, 1, 1), (5, 1, 2)])
+# (4, 2, 1), (3, 1, 1), (5, 1, 2): the generator's layers (phase form); (6, 2, 2), (5, 3, 1):
+# other phase splits; (3, 2, 1): k − 2p ≠ s, the input-dilated fallback.
+@pytest.mark.parametrize('k,s,p', [(4, 2, 1), (3, 1, 1), (5, 1, 2), (6, 2, 2), (5, 3, 1),
+                                   (3, 2, 1)])
 def test_conv_transpose_matches_torch(k, s, p):
   rng = np.random.default_rng(k)
   x = rng.normal(size=(3, 5, 5))
@@ -96,6 +99,30 @@ def test_conv_transpose_matches_torch(k, s, p):
   want = _torch_conv_transpose(x, weight, s, p).transpose(1, 2, 0)
   assert got.shape == want.shape
   np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
+
+
+def test_phase_conv_transpose_equals_dilated_form_with_gradients():
+  """The per-phase stride-1 form computes the same sums as lax.conv_transpose (input dilated
+  by s), forward and backward, up to float32 summation order."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 6, 5, 8)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(4, 4, 8, 3)), jnp.float32)
+  cotangent = jnp.asarray(rng.normal(size=(2, 12, 10, 3)), jnp.float32)
+
+  def dilated(x, kernel):
+    return jax.lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)),
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  def phases(x, kernel):
+    return layers.conv_transpose(x, kernel, 2, 1)
+
+  for f in (phases, dilated):
+    assert f(x, kernel).shape == (2, 12, 10, 3)
+  want, want_vjp = jax.vjp(dilated, x, kernel)
+  got, got_vjp = jax.vjp(phases, x, kernel)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for g, w in zip(got_vjp(cotangent), want_vjp(cotangent)):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
 
 
 def _torch_conv(x, weight, stride, padding):
@@ -197,3 +224,29 @@ def test_initialisers_follow_reference():
   assert 0.015 < conv.std() < 0.02  # truncation shrinks the std below 0.02 (≈ 0.88σ)
   dense = np.asarray(layers.dense_init(key, (256, 256)))
   assert np.abs(dense).max() > 0.04 and abs(dense.std() - 0.02) < 1e-3
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_strided_conv_gradients_equal_autodiff_of_lax_conv(dtype):
+  """layers.strided_conv (D's SN convs) has lax's forward and, through its phase-form
+  input gradient, the same gradients as autodiff of the lax convolution."""
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(2, 8, 8, 6)), dtype)
+  kernel = jnp.asarray(rng.normal(size=(5, 5, 6, 4)), dtype)
+  cotangent = jnp.asarray(rng.normal(size=(2, 4, 4, 4)), jnp.float32)
+
+  def lax_conv(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((2, 2), (2, 2)),
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                        preferred_element_type=jnp.float32)
+
+  want, want_vjp = jax.vjp(lax_conv, x, kernel)
+  got, got_vjp = jax.vjp(lambda x, w: layers.strided_conv(x, w, 2, 2), x, kernel)
+  assert got.dtype == jnp.float32
+  np.testing.assert_array_equal(got, want)
+  tol = 1e-4 if dtype == jnp.float32 else 5e-2
+  for g, w in zip(got_vjp(cotangent), want_vjp(cotangent)):
+    assert g.dtype == dtype and g.shape == w.shape
+    scale = float(jnp.abs(w.astype(jnp.float32)).max())
+    np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(w, np.float32),
+                               atol=tol * scale)
