@@ -107,14 +107,20 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
   return np.clip(np.rint((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def load(workdir: str, step: int | None = None) -> Relate:
-  """The generator of `workdir`'s newest (or given) checkpoint; EMA weights when trained with EMA."""
+def load_state(workdir: str, step: int | None = None):
+  """(config, TrainState) of `workdir`'s newest (or given) checkpoint: both players."""
   config = _normalise(load_config(workdir))
   mgr = checkpoint.manager(workdir)
   abstract = jax.eval_shape(functools.partial(steps.init_state, config),
                             steps.stream_keys(config.seed)['init'])
   state = checkpoint.restore(mgr, abstract, step=step)
   mgr.close()
+  return config, state
+
+
+def load(workdir: str, step: int | None = None) -> Relate:
+  """The generator of `workdir`'s newest (or given) checkpoint; EMA weights when trained with EMA."""
+  config, state = load_state(workdir, step)
   return Relate(config, steps.generator_params(state), int(state.step))
 
 

@@ -7,7 +7,9 @@ Without --config the resolved config that training wrote into the workdir is use
 override them), while the generator is always built from the workdir's config. Metrics are the registry's protocols
 (relate_jax/metrics/registry.py); results are printed and appended to
 <workdir>/metrics.jsonl with the checkpoint's step. `disentanglement` is also accepted: the
-median distance (px) of Table A1 on 1,000 generated scenes with 5 objects.
+median distance (px) of Table A1 on 1,000 generated scenes with 5 objects, and
+`position_error`: the mean pixel error of D's position head on real test images whose dataset
+stores object positions (shapes, BallsInBowl).
 """
 
 import json
@@ -28,6 +30,7 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (default: workdir).')
 
 DISENTANGLEMENT = 'disentanglement'
+POSITION = 'position_error'
 
 
 def run(workdir: str, names: list[str], config=None, step: int | None = None) -> dict:
@@ -35,7 +38,7 @@ def run(workdir: str, names: list[str], config=None, step: int | None = None) ->
   from relate_jax import api  # pylint: disable=g-import-not-at-top
   model = api.load(workdir, step=step)
   config = config if config is not None else model.config
-  protocols = [n for n in names if n != DISENTANGLEMENT]
+  protocols = [n for n in names if n not in (DISENTANGLEMENT, POSITION)]
 
   def sample_fn(num, seed, batch_size):
     for images, _, _ in model.sample_batches(num, seed=seed, batch_size=batch_size):
@@ -44,7 +47,59 @@ def run(workdir: str, names: list[str], config=None, step: int | None = None) ->
   results = registry.evaluate(config, sample_fn, protocols, workdir, step=model.step)
   if DISENTANGLEMENT in names:
     results[DISENTANGLEMENT] = disentanglement(model, workdir)
+  if POSITION in names:
+    results.update(position_error(workdir, config, step))
   return results
+
+
+def ground_truth_poses(annotations: dict) -> tuple:
+  """θ of every object of every real example from a dataset's annotations: (N, K, 2) poses
+  and (N, K) presence. Knows `poses` (θ already, absent slots at -2: shapes) and
+  `positions` (image coordinates, x right, y down: BallsInBowl, θ = -(x, y) at s = 1)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if 'poses' in annotations:
+    poses = np.asarray(annotations['poses'], np.float32)
+    return poses, np.all(poses > -1.5, axis=-1)
+  if 'positions' in annotations:
+    poses = -np.asarray(annotations['positions'], np.float32)
+    return poses, np.ones(poses.shape[:-1], bool)
+  raise ValueError(f'{POSITION} needs ground-truth object positions; this dataset stores '
+                   f'{sorted(annotations) or "none"}')
+
+
+def position_error(workdir: str, config, step: int | None = None,
+                   batch_size: int = 100) -> dict[str, float]:
+  """Pixel error of D's position head P on the real images of config.eval.split.
+
+  P is trained on single-object renders, so on a real scene with several objects its
+  prediction is scored against the nearest ground-truth object.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from relate_jax import api, data, steps  # pylint: disable=g-import-not-at-top
+  from relate_jax.metrics import relate_metrics  # pylint: disable=g-import-not-at-top
+  train_config, state = api.load_state(workdir, step)
+  _, discriminator = steps.build_models(train_config)
+  poses, present = ground_truth_poses(data.annotations(config, config.eval.split))
+
+  @jax.jit
+  def predict(images):
+    x = data.to_model_range(images, train_config.data.pixel_range)
+    return discriminator.apply({'params': state.d_params, 'spectral': state.spectral}, x,
+                               update_stats=False)['position']
+
+  size = config.data.image_size
+  predictions = np.concatenate([np.asarray(predict(batch)) for batch in
+                                data.iterate_split(config, config.eval.split, batch_size)])
+  pred_px = relate_metrics.pose_to_pixels(predictions, size)[:, None]
+  true_px = relate_metrics.pose_to_pixels(poses, size)
+  dist = np.where(present, np.linalg.norm(pred_px - true_px, axis=-1), np.inf).min(axis=1)
+  result = {POSITION: float(dist.mean()), f'{POSITION}_median': float(np.median(dist))}
+  with open(f'{workdir}/metrics.jsonl', 'a') as f:
+    f.write(json.dumps({'step': int(state.step), 'name': POSITION, 'value': result[POSITION],
+                        'median': result[f'{POSITION}_median'], 'num': int(len(dist)),
+                        'split': config.eval.split}) + '\n')
+  return result
 
 
 def disentanglement(model, workdir: str, num: int = 1000, batch_size: int = 50) -> float:

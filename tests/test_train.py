@@ -131,6 +131,25 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
   assert tree_equal(straight.g_params, resumed.g_params)
   assert tree_equal(straight.d_params, resumed.d_params)
 
+  # The trained workdir also serves the position-head metric (shapes stores θ per object).
+  from relate_jax import evaluate
+  result = evaluate.position_error(str(tmp_path / 'b'), config)
+  size = config.data.image_size
+  assert 0.0 <= result['position_error'] <= size * 2**0.5
+  assert 'position_error' in (tmp_path / 'b' / 'metrics.jsonl').read_text()
+
+
+def test_ground_truth_poses_conventions():
+  from relate_jax import evaluate
+  poses, present = evaluate.ground_truth_poses(
+      {'poses': np.array([[[0.1, 0.2], [-2.0, -2.0]]], np.float32)})
+  np.testing.assert_array_equal(present, [[True, False]])
+  poses, present = evaluate.ground_truth_poses(
+      {'positions': np.array([[[0.5, -0.25]]], np.float32)})
+  np.testing.assert_allclose(poses, [[[-0.5, 0.25]]])  # θ = -(x, y): affine_grid geometry.
+  with pytest.raises(ValueError, match='ground-truth'):
+    evaluate.ground_truth_poses({'num_objects': np.zeros(3)})
+
 
 def _with_steps(config, n):
   c = config.copy_and_resolve_references()
