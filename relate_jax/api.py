@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from relate_jax import checkpoint
+from relate_jax import config as config_lib
 from relate_jax import models
 from relate_jax import steps
 
@@ -32,14 +33,16 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def _normalise(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """JSON turns tuples into lists; put them back so the config hashes like the original."""
-  config = ml_collections.ConfigDict(config)
-  for group in config.values():
-    if isinstance(group, ml_collections.ConfigDict):
-      for name, value in group.items():
-        if isinstance(value, list):
-          group[name] = tuple(value)
+def _normalise(loaded: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The workdir's config on top of today's defaults (fields added since the run was
+  started keep their default), with JSON lists turned back into tuples."""
+  config = config_lib.base_config()
+  for key, value in loaded.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      for name, field in value.items():
+        config[key][name] = tuple(field) if isinstance(field, list) else field
+    else:
+      config[key] = value
   return config
 
 
