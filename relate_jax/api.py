@@ -21,6 +21,7 @@ import numpy as np
 from relate_jax import checkpoint
 from relate_jax import config as config_lib
 from relate_jax import models
+from relate_jax import pixels
 from relate_jax import steps
 
 
@@ -93,7 +94,7 @@ class Relate:
         latents = jax.device_put(latents, self._batch_sharding)
       images, aux = self.render(latents)
       count = min(batch_size, num - start)
-      images = to_uint8(np.asarray(jax.device_get(images))[:count])
+      images = pixels.to_uint8(np.asarray(jax.device_get(images))[:count])
       yield (images, jax.tree.map(lambda x: np.asarray(x)[:count], latents),
              np.asarray(aux['poses'])[:count])
 
@@ -103,11 +104,6 @@ class Relate:
     images = np.concatenate([b[0] for b in batches])
     latents = jax.tree.map(lambda *xs: np.concatenate(xs), *[b[1] for b in batches])
     return images, latents
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """Generator output in [-1, 1] to uint8 pixels (rounded, clipped)."""
-  return np.clip(np.rint((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def load_state(workdir: str, step: int | None = None):

@@ -25,8 +25,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from relate_jax import data as data_lib
 from relate_jax import losses
+from relate_jax import pixels
 from relate_jax.models import Discriminator, Latents, RelateGenerator, sample_latents
 
 PyTree = Any
@@ -178,7 +178,7 @@ def train_iteration(state: TrainState, images: jax.Array, *, config: ml_collecti
   phases = Phases(config, batch_sharding)
   key = jax.random.fold_in(train_key, state.step)
   key_d, key_g = jax.random.split(key)
-  real = data_lib.to_model_range(images, config.data.pixel_range)
+  real = pixels.to_model_range(images, config.data.pixel_range)
   state, d_metrics = phases.discriminator_update(state, real, key_d)
 
   # Unrolled on purpose: inside a while loop (lax.scan) XLA:CPU ran the convolutions 13x

@@ -24,6 +24,7 @@ from relate_jax import checkpoint
 from relate_jax import config as config_lib
 from relate_jax import data as data_lib
 from relate_jax import models
+from relate_jax import pixels
 from relate_jax import steps
 
 
@@ -76,7 +77,7 @@ class SampleGrid:
   def __call__(self, params) -> np.ndarray:
     """uint8 grid (H, W, 3) of the fixed latents rendered with `params`."""
     images = np.asarray(jax.device_get(self._render(local(params), self.latents)))
-    return data_lib.make_grid(api.to_uint8(images))
+    return data_lib.make_grid(pixels.to_uint8(images))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:

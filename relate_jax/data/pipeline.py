@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from relate_jax.pixels import to_model_range  # noqa: F401  (re-exported)
 from relate_jax.data import common
 from relate_jax.data import registry
 
@@ -174,14 +175,3 @@ def annotations(config, split: str) -> dict[str, np.ndarray]:
     return {}
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
-
-def to_model_range(images_uint8, pixel_range: str):
-  """uint8 images -> float32 model input: 'tanh' [-1, 1], 'reference' [-0.5, 0.5].
-
-  Works on NumPy and JAX arrays (uses the array's own operators).
-  """
-  if pixel_range == 'tanh':
-    return images_uint8.astype('float32') / 127.5 - 1.0
-  if pixel_range == 'reference':
-    return (images_uint8.astype('float32') - 127.5) / 255.0
-  raise ValueError(f"pixel_range must be 'tanh' or 'reference', got {pixel_range!r}")
