@@ -184,3 +184,17 @@ def test_validate_rejects_bad_config():
   c.data.pixel_range = 'bad'
   with pytest.raises(ValueError, match='min_objects.*\n.*pixel_range'):
     config_lib.validate(c)
+
+
+def test_ema_of_generator_weights_is_used_for_sampling(state):
+  config = load_config()
+  config.train.ema_decay = 0.5
+  fresh = jax.jit(functools.partial(steps.init_state, config))(jax.random.key(0))
+  initial = jax.tree.map(np.asarray, fresh.g_params)
+  step_fn = steps.compile_train_step(config, steps.make_mesh(jax.devices()[:1]))
+  new, _ = step_fn(fresh, real_batch(config))
+  expected = jax.tree.map(lambda a, b: 0.5 * a + 0.5 * np.asarray(b), initial, new.g_params)
+  for got, want in zip(jax.tree.leaves(new.ema_params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+  assert steps.generator_params(new) is new.ema_params
+  assert steps.generator_params(state) is state.g_params  # EMA off by default.
