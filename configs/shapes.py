@@ -23,9 +23,9 @@ def get_config():
   config.model.disc_channels = (32, 64, 128, 256)
   config.optim.lr = 2e-4
   config.train.batch_size = 16
-  config.train.num_steps = 1000
+  config.train.num_steps = 800
   config.train.log_every = 25
-  config.train.sample_every = 200
+  config.train.sample_every = 100
   config.train.checkpoint_every = 200
   config.train.num_grid = 36
   return config
