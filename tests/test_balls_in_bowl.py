@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from relate_jax.data import balls_in_bowl as bb
-from relate_jax.data import common
 
 PHYSICS = bb.Physics()
 NUM_SEQUENCES, NUM_FRAMES = 16, 30

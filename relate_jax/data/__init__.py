@@ -13,8 +13,8 @@ Conventions for dataset builders: relate_jax/data/common.py; names: registry.py.
 
 from relate_jax.data.common import MissingDataError, make_grid, save_png
 from relate_jax.data.pipeline import (annotations, builder, feature_key, iterate_split,
-                                      make_train_iterator, num_examples, prepare, tfds_dir,
-                                      to_model_range)
+                                      make_train_iterator, num_examples, prepare, tfds_dir)
+from relate_jax.pixels import to_model_range
 
 __all__ = [
     'MissingDataError', 'annotations', 'builder', 'feature_key', 'iterate_split',

@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from relate_jax.pixels import to_model_range  # noqa: F401  (re-exported)
 from relate_jax.data import common
 from relate_jax.data import registry
 
