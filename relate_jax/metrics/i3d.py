@@ -143,14 +143,4 @@ class I3DFeatures:
                        f'{videos.shape}')
     if videos.shape[1] < MIN_FRAMES:
       raise ValueError(f'I3D needs at least {MIN_FRAMES} frames, got {videos.shape[1]}')
-    out = []
-    for start in range(0, len(videos), self.batch_size):
-      chunk = videos[start:start + self.batch_size]
-      n = len(chunk)
-      if n < self.batch_size:
-        chunk = np.concatenate([chunk, np.zeros((self.batch_size - n,) + chunk.shape[1:],
-                                                np.uint8)])
-      out.append(np.asarray(_apply(self.variables, chunk))[:n])
-    if not out:
-      return np.zeros((0, FEATURE_DIM), np.float32)
-    return np.concatenate(out)
+    return layers.apply_in_batches(_apply, self.variables, videos, self.batch_size, FEATURE_DIM)

@@ -207,17 +207,7 @@ class InceptionFeatures:
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f'expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}')
-    out = []
-    for start in range(0, len(images), self.batch_size):
-      chunk = images[start:start + self.batch_size]
-      n = len(chunk)
-      if n < self.batch_size:
-        chunk = np.concatenate([chunk, np.zeros((self.batch_size - n,) + chunk.shape[1:],
-                                                np.uint8)])
-      out.append(np.asarray(_apply(self.variables, chunk))[:n])
-    if not out:
-      return np.zeros((0, FEATURE_DIM), np.float32)
-    return np.concatenate(out)
+    return layers.apply_in_batches(_apply, self.variables, images, self.batch_size, FEATURE_DIM)
 
 
 def extract(batches: Iterable[np.ndarray], batch_size: int = 50,

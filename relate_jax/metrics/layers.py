@@ -74,3 +74,22 @@ def legacy_resize(images, size: int):
   hp = jax.lax.Precision.HIGHEST
   x = jnp.einsum('oh,...hwc->...owc', rh, x, precision=hp)
   return jnp.einsum('pw,...owc->...opc', rw, x, precision=hp)
+
+
+def apply_in_batches(apply_fn, variables, inputs: np.ndarray, batch_size: int,
+                     feature_dim: int) -> np.ndarray:
+  """Runs a jitted `apply_fn(variables, batch)` over `inputs` in fixed-size batches.
+
+  The last batch is zero-padded to `batch_size` so one compiled shape serves every call;
+  the padding rows are dropped. Returns float32 (N, feature_dim).
+  """
+  out = []
+  for start in range(0, len(inputs), batch_size):
+    chunk = inputs[start:start + batch_size]
+    n = len(chunk)
+    if n < batch_size:
+      chunk = np.concatenate([chunk, np.zeros((batch_size - n,) + chunk.shape[1:], chunk.dtype)])
+    out.append(np.asarray(apply_fn(variables, chunk))[:n])
+  if not out:
+    return np.zeros((0, feature_dim), np.float32)
+  return np.concatenate(out)
