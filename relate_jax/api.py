@@ -15,6 +15,7 @@ import os
 from typing import Iterator
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -56,6 +57,7 @@ class Relate:
     self.step = step
     self.generator, self.discriminator = steps.build_models(config)
     self._render = jax.jit(self._render_impl, static_argnames=('render_single',))
+    self._latents = jax.jit(self._latents_impl, static_argnames=('num', 'train'))
     mesh = steps.make_mesh()
     # Sampling is sharded over all local devices when the batch divides evenly.
     self._batch_sharding = (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
@@ -73,16 +75,22 @@ class Relate:
     the batch size or the number of devices it was drawn with.
     """
     base = jax.random.fold_in(steps.stream_keys(self.config.seed)['eval'], seed)
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(base, np.arange(offset, offset + num))
+    return self._latents(base, offset, num=num, train=train)
+
+  def _latents_impl(self, base, offset, num, train):
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(base, offset + jnp.arange(num))
     one = jax.vmap(lambda k: models.sample_latents(k, self.config.model, 1, train=train))(keys)
     return jax.tree.map(lambda x: x[:, 0], one)
 
-  def render(self, latents: models.Latents, poses=None, render_single: bool = False):
+  def render(self, latents: models.Latents, poses=None, render_single: bool = False,
+             params=None):
     """Images in [-1, 1] (B, S, S, 3) and the aux dict (final poses, scales, ...).
 
     poses: optional final poses θ (B, K, 2) that replace Γ's output.
+    params: generator weights to use instead of the loaded ones (e.g. during training).
     """
-    return self._render(self.params, latents, poses, render_single)
+    return self._render(self.params if params is None else params, latents, poses,
+                        render_single)
 
   def sample_batches(self, num: int, seed: int = 0,
                      batch_size: int = 64) -> Iterator[tuple[np.ndarray, models.Latents, np.ndarray]]:

@@ -91,6 +91,12 @@ def _constrain(tree: PyTree, sharding) -> PyTree:
   return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 
 
+def _split(outputs: dict, n: int) -> list[dict]:
+  """D's outputs on n equal batches concatenated along axis 0, one dict per batch."""
+  parts = {name: jnp.split(value, n) for name, value in outputs.items()}
+  return [{name: parts[name][i] for name in parts} for i in range(n)]
+
+
 class Phases:
   """The two update phases of an iteration, as pure functions of the state."""
 
@@ -122,13 +128,12 @@ class Phases:
 
     def loss_fn(d_params):
       out, spectral = self._run_d(d_params, state.spectral, jnp.concatenate([real, fake, single]))
-      logit = jnp.split(out['logit'], 3)
-      style = jnp.split(out['style'], 3)
-      position = jnp.split(out['position'], 3)[2]
+      on_real, on_fake, on_single = _split(out, 3)
       terms = {
-          'd_gan': losses.bce(logit[0], 1.0) + losses.bce(logit[1], 0.0),
-          'd_style': losses.style_bce(style[0], 1.0) + losses.style_bce(style[1], 0.0),
-          'd_position': losses.position_loss(position, poses, latents.select),
+          'd_gan': losses.bce(on_real['logit'], 1.0) + losses.bce(on_fake['logit'], 0.0),
+          'd_style': (losses.style_bce(on_real['style'], 1.0)
+                      + losses.style_bce(on_fake['style'], 0.0)),
+          'd_position': losses.position_loss(on_single['position'], poses, latents.select),
       }
       total = (w.gan * terms['d_gan'] + w.style_disc * terms['d_style']
                + w.position * terms['d_position'])
@@ -155,10 +160,11 @@ class Phases:
       fake, aux = self.generator.apply({'params': g_params}, latents)
       out, spectral = self._run_d(state.d_params, state.spectral,
                                   jnp.concatenate([fake, aux['single']]))
+      on_fake, on_single = _split(out, 2)
       terms = {
-          'g_gan': losses.bce(jnp.split(out['logit'], 2)[0], 1.0),
-          'g_style': losses.style_bce(jnp.split(out['style'], 2)[0], 1.0),
-          'g_position': losses.position_loss(jnp.split(out['position'], 2)[1], aux['poses'],
+          'g_gan': losses.bce(on_fake['logit'], 1.0),
+          'g_style': losses.style_bce(on_fake['style'], 1.0),
+          'g_position': losses.position_loss(on_single['position'], aux['poses'],
                                              latents.select),
       }
       total = (w.gan * terms['g_gan'] + w.style_gen * terms['g_style']
@@ -187,14 +193,14 @@ def train_iteration(state: TrainState, images: jax.Array, *, config: ml_collecti
   for k in jax.random.split(key_g, config.optim.gen_steps):
     state, m = phases.generator_update(state, images.shape[0], k)
     g_metrics.append(m)
-  g_metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *g_metrics)
 
   if state.ema_params is not None:
     decay = config.train.ema_decay
     state = state.replace(ema_params=jax.tree.map(
         lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, state.g_params))
   state = state.replace(step=state.step + 1)
-  return state, dict(d_metrics, **jax.tree.map(jnp.mean, g_metrics))
+  mean_g = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *g_metrics)  # Over the M updates.
+  return state, dict(d_metrics, **mean_g)
 
 
 def compile_train_step(config: ml_collections.ConfigDict, mesh: Mesh):

@@ -68,16 +68,14 @@ class SampleGrid:
   """Renders the same fixed latents at every call, so grids over training compare."""
 
   def __init__(self, config: ml_collections.ConfigDict):
-    generator, _ = steps.build_models(config)
+    self._model = api.Relate(config, params=None)
     self.latents = models.sample_latents(steps.stream_keys(config.seed)['grid'], config.model,
                                          config.train.num_grid, train=False)
-    self._render = jax.jit(lambda params, latents: generator.apply(
-        {'params': params}, latents, render_single=False)[0])
 
   def __call__(self, params) -> np.ndarray:
     """uint8 grid (H, W, 3) of the fixed latents rendered with `params`."""
-    images = np.asarray(jax.device_get(self._render(local(params), self.latents)))
-    return data_lib.make_grid(pixels.to_uint8(images))
+    images, _ = self._model.render(self.latents, params=local(params))
+    return data_lib.make_grid(pixels.to_uint8(jax.device_get(images)))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
