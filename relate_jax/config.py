@@ -16,7 +16,8 @@ import ml_collections
 # Model names.
 STATIC = 'relate_static'  # RELATE with the interaction module Γ (paper eq. 1-2).
 ORDERED = 'relate_static_order'  # Markov pose chain for stacked scenes (paper eq. 3).
-MODEL_NAMES = (STATIC, ORDERED)
+VIDEO = 'relate_video'  # Γ for θ(0), then a velocity rollout θ(t+1) = θ(t) + v(t+1) (paper §3.2).
+MODEL_NAMES = (STATIC, ORDERED, VIDEO)
 
 PIXEL_RANGES = ('tanh', 'reference')
 POOLINGS = ('max', 'sum')
@@ -66,6 +67,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.hide_absent = False  # Zero the canvases of absent slots so they cannot re-enter the frame when s is large (reference: False).
   c.model.order_offset = 0.3  # Ordered model: max extra vertical step per stacked object (reference offset_mlp).
   c.model.order_f1_sees_pose = False  # Ordered model: f1 also takes θ_{k-1} (paper eq. 3); False = reference.
+  c.model.clip_length = 10  # Video: T, frames per training clip seen by D (reference seq_len).
+  c.model.rollout_steps = 20  # Video: rollout steps in training; a clip starts at s ~ U{0..rollout_steps − T − 2}.
+  c.model.past_velocities = 3  # Video: velocities of history the dynamics Γ_v sees (reference past).
+  c.model.sample_frames = 32  # Video: default frames of a sampled video (reference len_ev); any length works.
+  c.model.sample_start = 1  # Video: displacement index of a sampled video's first frame (reference validation: 1).
+  c.model.reference_presence_bug = False  # Video: mask Γ_v's partners on the latest vx as the reference does (absent objects act as present).
+  c.model.render_chunk = 0  # Video sampling: frames per image-decoder call (bounds memory); 0 = all frames at once.
   c.model.compute_dtype = 'float32'  # G/D activations and matmuls: 'float32' or 'bfloat16' (weights, IN/SN statistics, losses stay float32).
 
   c.loss = ml_collections.ConfigDict()
