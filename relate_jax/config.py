@@ -67,6 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.hide_absent = False  # Zero the canvases of absent slots so they cannot re-enter the frame when s is large (reference: False).
   c.model.order_offset = 0.3  # Ordered model: max extra vertical step per stacked object (reference offset_mlp).
   c.model.order_f1_sees_pose = False  # Ordered model: f1 also takes θ_{k-1} (paper eq. 3); False = reference.
+  c.model.order_position_on_single = False  # Ordered model: position loss on a render of the bottom block alone; False = on the full stack (reference).
   c.model.clip_length = 10  # Video: T, frames per training clip seen by D (reference seq_len).
   c.model.rollout_steps = 20  # Video: rollout steps in training; a clip starts at s ~ U{0..rollout_steps − T − 2}.
   c.model.past_velocities = 3  # Video: velocities of history the dynamics Γ_v sees (reference past).

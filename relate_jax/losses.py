@@ -3,7 +3,8 @@
 Discriminator phase (one update per iteration):
   gan:        BCE(D(x), 1) + BCE(D(G(z)), 0)
   style:      Σ_l BCE(D_l(x), 1) + Σ_l BCE(D_l(G(z)), 0)      (weight loss.style_disc)
-  position:   ‖P(G(W(z0, z_k, θ_k))) − θ̌_k‖²  on the single-object render
+  position:   ‖P(G(W(z0, z_k, θ_k))) − θ̌_k‖²  on the single-object render (ordered
+              model: on the full stack, θ̌ = θ_1; video: frame 0, θ̌ = sg(θ_k(0)) + D_s)
   penalty:    DRAGAN gradient penalty on perturbed real images   (weight loss.gradient_penalty)
 Generator phase (M updates per iteration):
   gan:        BCE(D(G(z)), 1)  (non-saturating)
@@ -37,9 +38,12 @@ def selected_pose(poses: jax.Array, select: jax.Array) -> jax.Array:
   return jnp.take_along_axis(poses, select[:, None, None], axis=1)[:, 0]
 
 
-def position_loss(prediction: jax.Array, poses: jax.Array, select: jax.Array) -> jax.Array:
-  """Mean squared error over (B, 2) between P's prediction and the detached target θ̌."""
-  target = jax.lax.stop_gradient(selected_pose(poses, select))
+def position_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
+  """Mean squared error over (B, 2) between P's prediction and the target θ̌.
+
+  The caller detaches the target (`steps.Phases.generate`: θ̌ = sg(θ_select); the video
+  model's target keeps its displacement part attached, as the reference).
+  """
   return jnp.mean((prediction - target) ** 2)
 
 

@@ -25,9 +25,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from relate_jax import config as config_lib
 from relate_jax import losses
 from relate_jax import pixels
 from relate_jax.models import Discriminator, Latents, RelateGenerator, sample_latents
+from relate_jax.models import video
+from relate_jax.models.discriminator import frames_to_channels
+from relate_jax.models.video import VideoGenerator
 
 PyTree = Any
 
@@ -45,10 +49,31 @@ class TrainState:
 
 
 def build_models(config: ml_collections.ConfigDict):
-  """The generator and discriminator modules for `config.model`."""
+  """The generator (RelateGenerator, or VideoGenerator for relate_video) and D."""
   model_config = ml_collections.FrozenConfigDict(config.model)
-  return (RelateGenerator(model_config, image_size=config.data.image_size),
-          Discriminator(model_config))
+  size = config.data.image_size
+  if config.model.name == config_lib.VIDEO:
+    generator = VideoGenerator(model_config, image_size=size)
+  else:
+    generator = RelateGenerator(model_config, image_size=size)
+  return generator, Discriminator(model_config)
+
+
+def generator_kwargs(config: ml_collections.ConfigDict, train: bool = True,
+                     frames: int | None = None) -> dict:
+  """Static keyword arguments of the generator's call: frames and rollout steps of the
+  video model (training: a clip of model.clip_length frames; else `frames`, default
+  model.sample_frames); nothing for the static models."""
+  m = config.model
+  if m.name != config_lib.VIDEO:
+    return {}
+  frames = m.clip_length if train else (frames or m.sample_frames)
+  return {'frames': frames, 'steps': video.rollout_steps(m, frames, train)}
+
+
+def disc_channels_in(config: ml_collections.ConfigDict) -> int:
+  """Input channels of D: 3, or 3·T for the video model (frames stacked on channels)."""
+  return 3 * (config.model.clip_length if config.model.name == config_lib.VIDEO else 1)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -67,9 +92,9 @@ def init_state(config: ml_collections.ConfigDict, key: jax.Array) -> TrainState:
   generator, discriminator = build_models(config)
   key_latents, key_g, key_d = jax.random.split(key, 3)
   latents = sample_latents(key_latents, config.model, 2, train=True)
-  g_params = generator.init(key_g, latents)['params']
+  g_params = generator.init(key_g, latents, **generator_kwargs(config))['params']
   size = config.data.image_size
-  images = jnp.zeros((2, size, size, 3), jnp.float32)
+  images = jnp.zeros((2, size, size, disc_channels_in(config)), jnp.float32)
   d_vars = discriminator.init(key_d, images, update_stats=False)
   optimizer = make_optimizer(config)
   ema = g_params if config.train.ema_decay > 0 else None
@@ -98,7 +123,19 @@ def _split(outputs: dict, n: int) -> list[dict]:
 
 
 class Phases:
-  """The two update phases of an iteration, as pure functions of the state."""
+  """The two update phases of an iteration, as pure functions of the state.
+
+  `generate` is the one place that decides what a generated batch is for D, per model:
+    relate_static: the images; the position head sees the single-object render
+      [W_select, W_0] and regresses the selected object's θ;
+    relate_static_order: the images; the position head sees the full stack and regresses
+      the bottom block's θ_1, as the reference (model.order_position_on_single renders the
+      bottom block alone instead);
+    relate_video: the T frames stacked on channels; the position head sees the
+      single-object render of frame 0 followed by T − 1 detached copies and regresses
+      sg(θ_sel(0)) + D_s (the displacement is not detached, as the reference).
+  Real batches become D inputs in `real_input`.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, batch_sharding=None):
     self.config = config
@@ -110,30 +147,60 @@ class Phases:
     latents = sample_latents(key, self.config.model, batch, train=True)
     return _constrain(latents, self.batch_sharding)
 
+  def real_input(self, batch: jax.Array) -> jax.Array:
+    """uint8 images (B, S, S, 3) or clips (B, T, S, S, 3) -> D input in the model range."""
+    real = pixels.to_model_range(batch, self.config.data.pixel_range)
+    return frames_to_channels(real) if real.ndim == 5 else real
+
+  def generate(self, g_params, latents: Latents) -> dict:
+    """{'fake': D input (B, S, S, C), 'position': D input of the position head, or None
+    when the head reads `fake`, 'target': the position target (B, 2)}."""
+    m = self.config.model
+    single = m.name != config_lib.ORDERED or m.order_position_on_single
+    fake, aux = self.generator.apply({'params': g_params}, latents, render_single=single,
+                                     **generator_kwargs(self.config))
+    if m.name == config_lib.VIDEO:
+      first = aux['single']
+      position = jnp.concatenate(
+          [first] + [jax.lax.stop_gradient(first)] * (m.clip_length - 1), -1)
+      target = (jax.lax.stop_gradient(losses.selected_pose(aux['start_poses'], latents.select))
+                + losses.selected_pose(aux['start_displacement'], latents.select))
+      return {'fake': frames_to_channels(fake), 'position': position, 'target': target}
+    target = jax.lax.stop_gradient(losses.selected_pose(aux['poses'], latents.select))
+    return {'fake': fake, 'position': aux['single'] if single else None, 'target': target}
+
   def _run_d(self, d_params, spectral, images):
     """D on images with one spectral-norm power iteration; returns (outputs, new vectors)."""
     out, updates = self.discriminator.apply({'params': d_params, 'spectral': spectral}, images,
                                             update_stats=True, mutable=['spectral'])
     return out, updates['spectral']
 
+  def _run_d_on(self, d_params, spectral, batches: list[jax.Array | None]):
+    """D once on the concatenation of the given batches (None entries skipped): one output
+    dict per batch (None for skipped ones) and the new spectral vectors."""
+    present = [x for x in batches if x is not None]
+    out, spectral = self._run_d(d_params, spectral, jnp.concatenate(present))
+    parts = iter(_split(out, len(present)))
+    return [None if x is None else next(parts) for x in batches], spectral
+
   def discriminator_update(self, state: TrainState, real: jax.Array,
                            key: jax.Array) -> tuple[TrainState, dict]:
-    """One D update on real images (B, S, S, 3) in the model range; G is untouched."""
+    """One D update on a real D input (from `real_input`); G is untouched."""
     w = self.config.loss
     key_latents, key_penalty = jax.random.split(key)
     latents = self.latents(key_latents, real.shape[0])
-    fake, aux = self.generator.apply({'params': state.g_params}, latents)
     # Constants for this phase: no gradient flows into G (the reference's was discarded).
-    fake, single, poses = jax.lax.stop_gradient((fake, aux['single'], aux['poses']))
+    fake = jax.lax.stop_gradient(self.generate(state.g_params, latents))
 
     def loss_fn(d_params):
-      out, spectral = self._run_d(d_params, state.spectral, jnp.concatenate([real, fake, single]))
-      on_real, on_fake, on_single = _split(out, 3)
+      (on_real, on_fake, on_position), spectral = self._run_d_on(
+          d_params, state.spectral, [real, fake['fake'], fake['position']])
+      on_position = on_fake if on_position is None else on_position
       terms = {
           'd_gan': losses.bce(on_real['logit'], 1.0) + losses.bce(on_fake['logit'], 0.0),
           'd_style': (losses.style_bce(on_real['style'], 1.0)
                       + losses.style_bce(on_fake['style'], 0.0)),
-          'd_position': losses.position_loss(on_single['position'], poses, latents.select),
+          'd_position': losses.position_loss(on_position['position'], fake['target']),
       }
       total = (w.gan * terms['d_gan'] + w.style_disc * terms['d_style']
                + w.position * terms['d_position'])
@@ -157,15 +224,14 @@ class Phases:
     latents = self.latents(key, batch)
 
     def loss_fn(g_params):
-      fake, aux = self.generator.apply({'params': g_params}, latents)
-      out, spectral = self._run_d(state.d_params, state.spectral,
-                                  jnp.concatenate([fake, aux['single']]))
-      on_fake, on_single = _split(out, 2)
+      fake = self.generate(g_params, latents)
+      (on_fake, on_position), spectral = self._run_d_on(
+          state.d_params, state.spectral, [fake['fake'], fake['position']])
+      on_position = on_fake if on_position is None else on_position
       terms = {
           'g_gan': losses.bce(on_fake['logit'], 1.0),
           'g_style': losses.style_bce(on_fake['style'], 1.0),
-          'g_position': losses.position_loss(on_single['position'], aux['poses'],
-                                             latents.select),
+          'g_position': losses.position_loss(on_position['position'], fake['target']),
       }
       total = (w.gan * terms['g_gan'] + w.style_gen * terms['g_style']
                + w.position * terms['g_position'])
@@ -180,12 +246,12 @@ class Phases:
 
 def train_iteration(state: TrainState, images: jax.Array, *, config: ml_collections.ConfigDict,
                     train_key: jax.Array, batch_sharding=None) -> tuple[TrainState, dict]:
-  """1 D update then M G updates. images: real batch uint8 (B, S, S, 3)."""
+  """1 D update then M G updates. images: real batch uint8 (B, S, S, 3), or clips
+  (B, T, S, S, 3) for the video model."""
   phases = Phases(config, batch_sharding)
   key = jax.random.fold_in(train_key, state.step)
   key_d, key_g = jax.random.split(key)
-  real = pixels.to_model_range(images, config.data.pixel_range)
-  state, d_metrics = phases.discriminator_update(state, real, key_d)
+  state, d_metrics = phases.discriminator_update(state, phases.real_input(images), key_d)
 
   # Unrolled on purpose: inside a while loop (lax.scan) XLA:CPU ran the convolutions 13x
   # slower (measured with tools/benchmark.py on configs/shapes.py); M is 1 or 2.

@@ -57,6 +57,10 @@ DATASETS: dict[str, DatasetEntry] = {
                                   needs_data_dir=False),
     'balls_in_bowl_video': DatasetEntry('relate_jax.data.builders.balls_in_bowl:BallsInBowl',
                                         variant='video', feature='video', needs_data_dir=False),
+    # The first 4 train / 2 test sequences: for tests and smoke runs of the video model.
+    'balls_in_bowl_video_tiny': DatasetEntry(
+        'relate_jax.data.builders.balls_in_bowl:BallsInBowl', variant='video_tiny',
+        feature='video', needs_data_dir=False),
 }
 
 

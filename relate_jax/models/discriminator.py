@@ -27,6 +27,13 @@ Array = jax.Array
 MAX_STYLE_HEADS = 4  # The reference's class1..class4.
 
 
+def frames_to_channels(clips: Array) -> Array:
+  """Clips (B, T, S, S, 3) → D input (B, S, S, 3T), frames concatenated on channels in the
+  reference's order (channel 3t + c), so its video disc_conv1 weights convert as is."""
+  b, t, h, w, c = clips.shape
+  return jnp.moveaxis(clips, 1, 3).reshape(b, h, w, t * c)
+
+
 class Discriminator(nn.Module):
   """D. config: config.model; the image size comes from the input.
 

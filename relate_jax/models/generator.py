@@ -10,7 +10,10 @@ REFERENCE §2.1-2.3. Scene tensor W on an S0 x S0 grid (S0 = 16; 32 with model.u
   x      = tanh(G(W))
 
 The K object decoders run as one batched decoder over B·K; the full scene and the
-single-object scene [W_select, W_0] go through G as one batch of 2B.
+single-object scene [W_select, W_0] go through G as one batch of 2B (two "frames" per
+sample). The pieces (`scene_constants`, `object_scales`, `object_windows`, `frame_scenes`,
+`render_frames`) are shared with the video model (video.py), which renders F frames per
+sample from the same windows and background.
 
 Mixed precision: Ψb, Ψf and G compute in model.compute_dtype (W too); Γ, the stack chain and
 sc (tiny MLPs whose outputs are geometry), the placement weights and the tanh output stay
@@ -140,15 +143,140 @@ def compose(canvases: Array, background: Array, pooling: str,
   canvases: (B, K, H, W, C); background: (B, H, W, C).
   pooling 'max': element-wise max over [W_1 … W_K, W_0]. With visible=None every canvas
   takes part everywhere, including its zeros outside the object window, so the background
-  is clipped at 0 where no object is drawn (reference). visible (B, K, H, W, 1) bool
-  restricts each object to where it is True (the background then keeps negative values).
-  pooling 'sum': Σ_k W_k + W_0 (`visible` is not needed: zeros add nothing).
+  is clipped at 0 where no object is drawn (reference). visible (B, K, H, W, 1) bool, or
+  (B, K, 1, 1, 1) to leave whole slots out, restricts each object to where it is True
+  (where no object takes part the background keeps negative values).
+  pooling 'sum': Σ_k W_k + W_0 over the canvases that are visible.
   """
   if pooling == 'sum':
+    if visible is not None:
+      canvases = jnp.where(visible, canvases, 0.0)
     return jnp.sum(canvases, axis=1) + background
   if visible is not None:
     canvases = jnp.where(visible, canvases, -jnp.inf)
   return jnp.maximum(jnp.max(canvases, axis=1), background)
+
+
+def object_scales(config: ml_collections.FrozenConfigDict, background: Array,
+                  appearance: Array, poses: Array) -> Array:
+  """s = 1 + 2·tanh(sc([z0, z_k, θ_k])), or 1 without scale augmentation.
+
+  Creates the 'scale' MLP in the calling module (it always exists, as in the reference
+  state dict). background z0 (B, Nb); appearance z (B, K, Nf'); poses θ (B, ..., K, 2) with
+  any frame axes between B and K. Returns s (B, ..., K).
+  """
+  c = config
+  z = jnp.broadcast_to(appearance.reshape(appearance.shape[:1] + (1,) * (poses.ndim - 3)
+                                          + appearance.shape[1:]),
+                       poses.shape[:-1] + appearance.shape[-1:])
+  z0 = jnp.broadcast_to(background.reshape(background.shape[:1] + (1,) * (poses.ndim - 2)
+                                           + background.shape[-1:]),
+                        poses.shape[:-1] + background.shape[-1:])
+  sc = layers.Mlp((c.scale_hidden, c.scale_hidden, 1), final=jnp.tanh, name='scale')(
+      jnp.concatenate([z0, z, poses], -1))[..., 0]
+  if c.scale_augment and not c.fixed_objects:
+    return 1.0 + 2.0 * sc
+  return jnp.ones_like(sc)
+
+
+def object_windows(config: ml_collections.FrozenConfigDict, constant: Array,
+                   appearance: Array) -> Array:
+  """Ψf once over all B·K slots, zero-padded to the scene size.
+
+  Creates 'object_decoder' in the calling module. constant T_f (1 or K, H', H', C_f);
+  appearance z (B, K, Nf'). Returns (B, K, S0, S0, C): each object centred in its canvas.
+  """
+  c = config
+  b, k, _ = appearance.shape
+  if c.fixed_objects:
+    constant = jnp.tile(constant, (b, 1, 1, 1))
+  windows = ObjectDecoder(c, name='object_decoder')(constant, appearance.reshape(b * k, -1))
+  margin = (scene_size(c) - window_size(c)) // 2
+  windows = jnp.pad(windows, ((0, 0), (margin, margin), (margin, margin), (0, 0)))
+  return windows.reshape((b, k) + windows.shape[1:])
+
+
+def frame_scenes(config: ml_collections.FrozenConfigDict, windows: Array, background: Array,
+                 scales: Array, poses: Array, present: Array, takes_part: Array) -> Array:
+  """Scene tensors W of F frames per sample: placement and composition, no parameters.
+
+  windows (B, K, S0, S0, C) from `object_windows`; background W_0 (B, S0, S0, C); scales s
+  (B, F, K); poses θ (B, F, K, 2); present (B, K); takes_part (B, F, K) bool, the slots
+  composed into each frame (all slots for a scene, only the selected one for the
+  single-object render). Returns (B·F, S0, S0, C).
+  """
+  c = config
+  b, f, k = scales.shape
+  s0, win = scene_size(c), window_size(c)
+  canvases = jnp.broadcast_to(windows[:, None], (b, f) + windows.shape[1:])
+  n = b * f * k
+  canvases = place(canvases.reshape((n,) + windows.shape[2:]), scales.reshape(n),
+                   poses.reshape(n, 2)).reshape(b * f, k, s0, s0, -1)
+  present = jnp.broadcast_to(present[:, None], (b, f, k)).reshape(b * f, k)
+  if c.hide_absent:
+    canvases = canvases * present[:, :, None, None, None].astype(canvases.dtype)
+  visible = takes_part.reshape(b * f, k)[:, :, None, None, None]
+  if not c.clip_background and c.pooling == 'max':
+    margin = (s0 - win) // 2
+    ones = jnp.pad(jnp.ones((n, win, win, 1)), ((0, 0), (margin, margin), (margin, margin),
+                                                (0, 0)))
+    footprint = place(ones, scales.reshape(n), poses.reshape(n, 2)).reshape(b * f, k, s0, s0, 1)
+    visible = visible & (footprint > 0) & (present[:, :, None, None, None] > 0)
+  scene_background = jnp.broadcast_to(background[:, None], (b, f) + background.shape[1:])
+  return compose(canvases, scene_background.reshape((b * f,) + background.shape[1:]),
+                 c.pooling, visible)
+
+
+def render_frames(module: nn.Module, config: ml_collections.FrozenConfigDict, image_size: int,
+                  windows: Array, background: Array, scales: Array, poses: Array,
+                  present: Array, takes_part: Array,
+                  chunk: int = 0) -> tuple[Array, Array | None]:
+  """Images of F frames per sample through G ('image_decoder' of `module`, the caller).
+
+  Arguments as `frame_scenes`. With 0 < chunk < F, the frames are placed, composed and
+  decoded `chunk` at a time in a lifted scan over chunks (parameters broadcast), so memory
+  is bounded by B·chunk scenes whatever F is and the compiled program does not grow with
+  F (the frame axis is padded to a multiple of `chunk` by repeating the last frame).
+  Returns images (B, F, S, S, 3) in [-1, 1] and, without chunking, the scene tensors of
+  each sample's first frame (B, S0, S0, C) (None with chunking).
+  """
+  b, f, _ = scales.shape
+
+  def decode(scales, poses, takes_part):
+    scenes = frame_scenes(config, windows, background, scales, poses, present, takes_part)
+    images = jnp.tanh(ImageDecoder(config, image_size, name='image_decoder')(scenes))
+    return images.reshape((b, -1) + images.shape[1:]), scenes
+
+  if not chunk or f <= chunk:
+    images, scenes = decode(scales, poses, takes_part)
+    return images, scenes.reshape((b, f) + scenes.shape[1:])[:, 0]
+  count = -(-f // chunk)
+
+  def split(x):  # (B, F, ...) -> (count, B, chunk, ...)
+    x = jnp.pad(x, [(0, 0), (0, count * chunk - f)] + [(0, 0)] * (x.ndim - 2), mode='edge')
+    return jnp.swapaxes(x.reshape((b, count, chunk) + x.shape[2:]), 0, 1)
+
+  def body(scope_module, carry, inputs):
+    del scope_module  # G is created inside the lifted scope under the caller's names.
+    return carry, decode(*inputs)[0]
+
+  scan = nn.scan(body, variable_broadcast='params', split_rngs={'params': False})
+  _, images = scan(module, 0, (split(scales), split(poses), split(takes_part)))
+  images = jnp.swapaxes(images, 0, 1).reshape((b, count * chunk) + images.shape[3:])
+  return images[:, :f], None
+
+
+def scene_constants(module: nn.Module, config: ml_collections.FrozenConfigDict,
+                    num_objects: int) -> tuple[Array, Array]:
+  """The learned constants of `module`: 'background_constant' T_b (1, S0, S0, C) and
+  'object_constant' T_f (1, or K with fixed_objects, H', H', C_f)."""
+  c = config
+  s0 = scene_size(c)
+  t_b = module.param('background_constant', layers.constant_init, (1, s0, s0, c.scene_channels))
+  t_f = module.param('object_constant', layers.constant_init,
+                     (num_objects if c.fixed_objects else 1, c.obj_size, c.obj_size,
+                      c.obj_channels))
+  return t_b, t_f
 
 
 class RelateGenerator(nn.Module):
@@ -188,11 +316,7 @@ class RelateGenerator(nn.Module):
     """
     c = self.config
     b, k, _ = latents.appearance.shape
-    s0, win = scene_size(c), window_size(c)
-    t_b = self.param('background_constant', layers.constant_init,
-                     (1, s0, s0, c.scene_channels))
-    t_f = self.param('object_constant', layers.constant_init,
-                     (k if c.fixed_objects else 1, c.obj_size, c.obj_size, c.obj_channels))
+    t_b, t_f = scene_constants(self, c, k)
     z0, present = latents.background, latents.present
     # Balls-in-Bowl setting: one constant per slot and a constant style vector.
     z = jnp.ones_like(latents.appearance) if c.fixed_objects else latents.appearance
@@ -206,43 +330,22 @@ class RelateGenerator(nn.Module):
     else:
       theta = jnp.where(present[..., None] > 0, latents.poses, c.absent_pose)
 
-    sc = layers.Mlp((c.scale_hidden, c.scale_hidden, 1), final=jnp.tanh, name='scale')(
-        jnp.concatenate([jnp.broadcast_to(z0[:, None], (b, k, z0.shape[-1])), z, theta], -1))
-    if c.scale_augment and not c.fixed_objects:
-      scales = 1.0 + 2.0 * sc[..., 0]
-    else:
-      scales = jnp.ones((b, k), sc.dtype)
-
-    # Ψf once over all B·K slots.
-    constant = jnp.tile(t_f, (b, 1, 1, 1)) if c.fixed_objects else t_f
-    windows = ObjectDecoder(c, name='object_decoder')(constant, z.reshape(b * k, -1))
-    margin = (s0 - win) // 2
-    pad = ((0, 0), (margin, margin), (margin, margin), (0, 0))
-    flat_scales, flat_theta = scales.reshape(b * k), theta.reshape(b * k, 2)
-    canvases = place(jnp.pad(windows, pad), flat_scales, flat_theta)
-    canvases = canvases.reshape(b, k, s0, s0, -1)
-    if c.hide_absent:
-      canvases = canvases * present[:, :, None, None, None].astype(canvases.dtype)
-    visible = None
-    if not c.clip_background and c.pooling == 'max':
-      footprint = place(jnp.pad(jnp.ones((b * k, win, win, 1)), pad), flat_scales, flat_theta)
-      visible = (footprint.reshape(b, k, s0, s0, 1) > 0) & (
-          present[:, :, None, None, None] > 0)
-
+    scales = object_scales(c, z0, z, theta)
+    windows = object_windows(c, t_f, z)
     background = BackgroundDecoder(c, name='background_decoder')(t_b, z0)
-    scene = compose(canvases, background, c.pooling, visible)
+    # Frame 0: the scene; frame 1 (render_single): [selected object, background] only.
+    takes_part = [jnp.ones((b, k), bool)]
+    if render_single:
+      takes_part.append(jnp.arange(k)[None, :] == latents.select[:, None])
+    f = len(takes_part)
+    images, scenes = render_frames(
+        self, c, self.resolved_image_size(), windows, background,
+        jnp.repeat(scales[:, None], f, 1), jnp.repeat(theta[:, None], f, 1), present,
+        jnp.stack(takes_part, 1))
     # Available with mutable=['intermediates'] (inspection and visualisation tools).
     self.sow('intermediates', 'background', background)
-    self.sow('intermediates', 'scene', scene)
-    scenes = [scene]
-    if render_single:
-      pick = lambda a: jnp.take_along_axis(
-          a, latents.select[:, None, None, None, None], axis=1)
-      scenes.append(compose(pick(canvases), background, c.pooling,
-                            None if visible is None else pick(visible)))
-    decoder = ImageDecoder(c, self.resolved_image_size(), name='image_decoder')
-    images = jnp.tanh(decoder(jnp.concatenate(scenes, 0)))
+    self.sow('intermediates', 'scene', scenes)
     aux = {'poses': theta, 'initial_poses': latents.poses, 'scales': scales}
     if render_single:
-      aux['single'] = images[b:]
-    return images[:b], aux
+      aux['single'] = images[:, 1]
+    return images[:, 0], aux

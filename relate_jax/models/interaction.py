@@ -21,6 +21,30 @@ from relate_jax.models import layers
 Array = jax.Array
 
 
+def pairwise_update(objects: Array, partners: Array, env: Array, hidden: int,
+                    out_features: int) -> Array:
+  """g([o_k, Σ_{j≠k} m_j f([o_k, o_j]), env]) for every object k, without the output mask.
+
+  The shared core of Γ and of the dynamics Γ_v (reference `NPE`): f = `interaction`
+  (Linear(2D→h), LReLU .2, Linear(h→h), LReLU .2, Linear(h→h)) runs once on all (B, K, K)
+  ordered pairs, g = `v` (Linear(h+D+E→h), LReLU .2, Linear(h→h), LReLU .2,
+  Linear(h→out), Tanh); both are created in the calling module. objects o (B, K, D);
+  partners m (B, K), the weight of each object as a partner (its presence); env (B, E).
+  Returns (B, K, out_features).
+  """
+  b, k, d = objects.shape
+  pairs = jnp.concatenate([
+      jnp.broadcast_to(objects[:, :, None, :], (b, k, k, d)),
+      jnp.broadcast_to(objects[:, None, :, :], (b, k, k, d)),
+  ], -1)  # pairs[b, k, j] = [o_k, o_j]
+  messages = layers.Mlp((hidden, hidden, hidden), name='interaction')(pairs)
+  weights = partners[:, None, :] * (1.0 - jnp.eye(k, dtype=partners.dtype))
+  effects = jnp.einsum('bkj,bkjh->bkh', weights, messages)
+  env = jnp.broadcast_to(env[:, None, :], (b, k, env.shape[-1]))
+  return layers.Mlp((hidden, hidden, out_features), final=jnp.tanh, name='v')(
+      jnp.concatenate([objects, effects, env], -1))
+
+
 class Interaction(nn.Module):
   """Γ: corrected poses θ from initial poses θ̂ (relate_static).
 
@@ -41,16 +65,7 @@ class Interaction(nn.Module):
     h = c.interaction_hidden
     b, k, _ = appearance.shape
     objects = jnp.concatenate([appearance, poses, jnp.zeros((b, k, 2), poses.dtype)], -1)
-    pairs = jnp.concatenate([
-        jnp.broadcast_to(objects[:, :, None, :], (b, k, k, objects.shape[-1])),
-        jnp.broadcast_to(objects[:, None, :, :], (b, k, k, objects.shape[-1])),
-    ], -1)  # pairs[b, k, j] = [o_k, o_j]
-    messages = layers.Mlp((h, h, h), name='interaction')(pairs)
-    partner = present[:, None, :] * (1.0 - jnp.eye(k, dtype=present.dtype))
-    effects = jnp.einsum('bkj,bkjh->bkh', partner, messages)
-    env = jnp.broadcast_to(background[:, None, :], (b, k, background.shape[-1]))
-    delta = layers.Mlp((h, h, 2), final=jnp.tanh, name='v')(
-        jnp.concatenate([objects, effects, env], -1))
+    delta = pairwise_update(objects, present, background, h, 2)
     m = present[..., None]
     delta = m * delta - 2.0 * (1.0 - m)
     theta = c.xy_mod * delta

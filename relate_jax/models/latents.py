@@ -19,12 +19,15 @@ class Latents:
   poses: θ̂ initial poses (x, y), (B, K, 2); absent slots hold model.absent_pose.
   present: (B, K) float32 in {0, 1}.
   select: (B,) int32, a present slot: the object of the single-object render.
+  start: video model only, (B,) int32: index s of the displacement D_s the first rendered
+    frame shows (None for the static models).
   """
   background: Array
   appearance: Array
   poses: Array
   present: Array
   select: Array
+  start: Array | None = None
 
 
 def _random_subset_mask(key: Array, batch: int, slots: int, removed: Array) -> Array:
@@ -45,6 +48,9 @@ def sample_latents(key: Array, model_config: ml_collections.ConfigDict, batch_si
   relate_static_order (Markov stacks): only the bottom slot's θ̂ is used by the model,
   x ~ U[-r, r], y ~ U[-r, 0] (lower half, y points up); the stack height ~ randint{2..K} in
   training and eval, slots above it are absent; select = 0 (the bottom object).
+
+  relate_video: as relate_static, plus the clip start s ~ randint{0..rollout_steps − T − 2}
+  (T = clip_length) in training and s = sample_start otherwise.
   """
   m = model_config
   k_bg, k_app, k_pose, k_count, k_subset, k_select = jax.random.split(key, 6)
@@ -70,6 +76,13 @@ def sample_latents(key: Array, model_config: ml_collections.ConfigDict, batch_si
     logits = jnp.where(present, 0.0, -jnp.inf)
     select = jax.random.categorical(k_select, logits, axis=1).astype(jnp.int32)
 
+  start = None
+  if m.name == config_lib.VIDEO:
+    k_start = jax.random.fold_in(key, 1)
+    if train:
+      start = jax.random.randint(k_start, (b,), 0, m.rollout_steps - m.clip_length - 1)
+    else:
+      start = jnp.full((b,), m.sample_start, jnp.int32)
   poses = jnp.where(present[..., None], poses, m.absent_pose)
   return Latents(background=background, appearance=appearance, poses=poses,
-                 present=present.astype(jnp.float32), select=select)
+                 present=present.astype(jnp.float32), select=select, start=start)
