@@ -4,7 +4,7 @@ All maths lives in `steps.py`; this file only drives it. Outputs in the workdir:
   config.json          the resolved config
   checkpoints/<step>/  Orbax checkpoints (train state + input iterator state)
   tensorboard/         TensorBoard scalars and sample grids
-  samples/             sample grids from fixed latents, step_<step>.png
+  samples/             sample grids from fixed latents, step_<step>.png (video: .gif)
   metrics.jsonl        evaluation results (when config.eval.metrics is set)
 """
 
@@ -26,6 +26,7 @@ from relate_jax import data as data_lib
 from relate_jax import models
 from relate_jax import pixels
 from relate_jax import steps
+from relate_jax import video_io
 
 
 def _format_duration(seconds: float) -> str:
@@ -73,9 +74,25 @@ class SampleGrid:
                                          config.train.num_grid, train=False)
 
   def __call__(self, params) -> np.ndarray:
-    """uint8 grid (H, W, 3) of the fixed latents rendered with `params`."""
+    """uint8 grid (H, W, 3) of the fixed latents rendered with `params`; for the video
+    model one grid per frame (F, H, W, 3)."""
     images, _ = self._model.render(self.latents, params=local(params))
-    return data_lib.make_grid(pixels.to_uint8(jax.device_get(images)))
+    images = pixels.to_uint8(jax.device_get(images))
+    if images.ndim == 5:
+      return np.stack([data_lib.make_grid(images[:, t]) for t in range(images.shape[1])])
+    return data_lib.make_grid(images)
+
+
+def write_samples(writer, workdir: str, grid: np.ndarray, step: int) -> None:
+  """samples/step_<step>.png (or .gif for a video grid) and the same in TensorBoard."""
+  name = os.path.join(workdir, 'samples', f'step_{step:08d}')
+  if grid.ndim == 4:
+    video_io.write_gif(name + '.gif', grid, fps=4.0)
+    video_io.add_tensorboard_gif(writer, 'samples', grid, step)
+  else:
+    Image.fromarray(grid).save(name + '.png')
+    writer.add_image('samples', grid, step, dataformats='HWC')
+  writer.flush()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
@@ -127,7 +144,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   last_time, last_step, first_log = time.time(), step, True
   try:
     while step < num_steps:
-      host_batch = next(data_iter)['image']
+      host_batch = next(data_iter)[data_lib.feature_key(config)]
       images = jax.make_array_from_process_local_data(batch_sharding, host_batch)
       state, metrics = train_step(state, images)
       step += 1
@@ -149,9 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
       if step % config.train.sample_every == 0 or step == num_steps:
         image = grid(steps.generator_params(state))
         if writer is not None:
-          Image.fromarray(image).save(os.path.join(workdir, 'samples', f'step_{step:08d}.png'))
-          writer.add_image('samples', image, step, dataformats='HWC')
-          writer.flush()
+          write_samples(writer, workdir, image, step)
       if evaluator is not None and (step % config.eval.every == 0 or step == num_steps):
         results = evaluator(state, step)
         if writer is not None:
