@@ -100,6 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3  # Checkpoints kept on disk.
   c.train.num_grid = 64  # Images in the sample grid.
   c.train.ema_decay = 0.0  # EMA of generator weights for sampling; 0 = off (reference).
+  c.train.reference_schedule = False  # D called separately per sub-batch in the reference's order, one power iteration per call (slower; for parity).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = ()  # Metric protocol names run during training, e.g. ('fid10k',).
