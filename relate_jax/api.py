@@ -162,8 +162,8 @@ class TrainingEvaluator:
   def __call__(self, state: steps.TrainState, step: int) -> dict[str, float]:
     model = from_state(self.config, state)
 
-    def sample_fn(num, seed, batch_size):
-      for images, _, _ in model.sample_batches(num, seed, batch_size):
+    def sample_fn(num, seed, batch_size, frames=None):
+      for images, _, _ in model.sample_batches(num, seed, batch_size, frames=frames):
         yield images
 
     return self._registry.evaluate(self.config, sample_fn, list(self.config.eval.metrics),
