@@ -208,10 +208,10 @@ def test_registry_entries_resolve_to_builder_configs_with_their_feature(name, tm
   for size in (32, 128):
     builder = cls(config=registry.builder_config(name, size), data_dir=str(tmp_path))
     features = builder.info.features
-    stored = 'image' if entry.frames else entry.feature  # Frame-stored videos: one per example.
+    stored = 'image' if entry.frame_examples else entry.feature  # One frame per example.
     assert stored in features
     assert features[stored].shape[-3:] == (size, size, 3)
-    if entry.frames:
+    if entry.frame_examples:
       assert {'video_id', 'frame', 'video_frames'} <= set(features)
     if entry.feature == 'video':  # The builder owns the clip rules the pipeline reads.
       assert cls.CLIP_STRIDE >= 1

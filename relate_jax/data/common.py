@@ -35,8 +35,8 @@ Features
   ``{'video': clip_feature(S, L)}`` = ``tfds.features.Sequence(image_feature(S),
   length=L)`` fed a list of L PNG byte strings (BallsInBowl), or one frame per
   example with ``'video_id'``, ``'frame'`` and ``'video_frames'`` scalars
-  (RealTraffic; registry entry ``frames=True``). The builder class gives the
-  clip rules: ``CLIP_STRIDE``, ``training_clips(lengths, T)`` and
+  (RealTraffic; registry entry ``frame_examples=True``). The builder class
+  gives the clip rules: ``CLIP_STRIDE``, ``training_clips(lengths, T)`` and
   ``evaluation_clips(lengths, T)``. PNG keeps frames ~10x smaller than a raw
   uint8 Tensor, and decoding them in grain's read threads keeps up with
   training (see tools/bench_data.py).

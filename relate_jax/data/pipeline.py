@@ -7,7 +7,7 @@ open it.
 
 Video datasets store videos, not clips; clips of any length T are cut at read
 time by random access (grain MapDataset: element i gathers the frames of clip
-i). Two layouts (``registry.DatasetEntry.frames``):
+i). Two layouts (``registry.DatasetEntry.frame_examples``):
   sequences (BallsInBowl): one example holds a whole sequence, a Sequence of
     PNG frames; a clip decodes only the frames it uses.
   frames (RealTraffic): one example per frame, with 'video_id', 'frame' and
@@ -237,7 +237,7 @@ def _videos(config, split: str) -> _SequenceVideos | _FrameVideos:
   b = builder(config)
   key = (b.data_dir, split)
   if key not in _VIDEOS:
-    if registry.entry(config.data.name).frames:
+    if registry.entry(config.data.name).frame_examples:
       source = b.as_data_source(split, decoders={'image': tfds.decode.SkipDecoding()})
       _VIDEOS[key] = _FrameVideos(source, _frame_index(config, split, source))
     else:

@@ -6,7 +6,7 @@ How a dataset plugs in (builder authors):
   2. Its entry below names it as ``'relate_jax.data.builders.<module>:<Class>'``
      (imported lazily, so a broken or slow builder does not affect the others),
      plus the builder-config variant, the feature key ('image' or 'video'),
-     how a video dataset stores its videos (``frames``) and whether raw data
+     how a video dataset stores its videos (``frame_examples``) and whether raw data
      must be given through ``config.data.data_dir``.
   The builder config used is ``common.config_name(config.data.image_size,
   entry.variant)``, e.g. 'vbg_128'. Entries for the datasets written by others
@@ -29,7 +29,7 @@ class DatasetEntry:
     builder: 'package.module:Class' of the TFDS builder.
     variant: builder-config variant ('' = default), see `common.config_name`.
     feature: what the readers yield: 'image' (S, S, 3) or 'video' clips (T, S, S, 3).
-    frames: video stored one frame per example ('image', 'video_id', 'frame',
+    frame_examples: video stored one frame per example ('image', 'video_id', 'frame',
       'video_frames'); False: one whole sequence per example ('video'). Either way
       clips are cut at read time (pipeline.py).
     needs_data_dir: raw data must be given as config.data.data_dir (TFDS manual dir).
@@ -38,7 +38,7 @@ class DatasetEntry:
   builder: str
   variant: str = ''
   feature: str = 'image'
-  frames: bool = False
+  frame_examples: bool = False
   needs_data_dir: bool = True
 
 
@@ -56,7 +56,7 @@ DATASETS: dict[str, DatasetEntry] = {
     # Frames (relate_static), and stride-2 clips gathered from the same stored frames.
     'real_traffic': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic'),
     'real_traffic_video': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic',
-                                       feature='video', frames=True),
+                                       feature='video', frame_examples=True),
     # Simulated locally: static frames, and whole sequences as clips.
     'balls_in_bowl': DatasetEntry('relate_jax.data.builders.balls_in_bowl:BallsInBowl',
                                   needs_data_dir=False),
