@@ -174,7 +174,7 @@ def test_evaluate_runs_video_protocols_and_motion_through_the_model_api(video_se
   config, workdir, detector, sha = video_setup
   model = _FakeVideoModel(config)
   monkeypatch.setattr(api, 'load', lambda workdir, step=None: model)
-  out = evaluate.run(workdir, ['fvd2', 'kvd2', 'motion2'])
+  out = evaluate.run(workdir, ['motion2', 'fvd2', 'kvd2'])
   # One generated pass of 30-frame videos serves FVD, KVD and the motion trajectories.
   assert model.calls == [(2, registry.SAMPLE_SEED, 1, FRAMES)]
   assert detector.calls and all(shape[1] == FRAMES for shape in detector.calls)

@@ -367,7 +367,8 @@ def evaluate(config, sample_fn: SampleFn | None, names: Iterable[str], workdir: 
 
   Motion protocols return {name}_{statistic} for each of motion.motion_statistics.
   """
-  protocols = [get(n) for n in names]
+  # Motion last: its trajectories then come from the pass that rendered the FVD videos.
+  protocols = sorted((get(n) for n in names), key=lambda p: p.kind == 'motion')
   if baseline is not None and baseline not in BASELINES:
     raise ValueError(f'unknown baseline {baseline!r}; known: {", ".join(BASELINES)}')
   if baseline is None and sample_fn is None:
