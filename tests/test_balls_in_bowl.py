@@ -148,8 +148,6 @@ def test_tiny_builds_through_the_data_pipeline(tmp_path, monkeypatch):
   cls = 'relate_jax.data.builders.balls_in_bowl:BallsInBowl'
   monkeypatch.setitem(registry.DATASETS, 'balls_in_bowl_tiny',
                       registry.DatasetEntry(cls, variant='tiny', needs_data_dir=False))
-  monkeypatch.setitem(registry.DATASETS, 'balls_in_bowl_video_tiny', registry.DatasetEntry(
-      cls, variant='video_tiny', feature='video', needs_data_dir=False))
   config = base_config()
   config.data.name = 'balls_in_bowl_tiny'
   config.data.image_size = 32
@@ -200,22 +198,13 @@ def test_tiny_builds_through_the_data_pipeline(tmp_path, monkeypatch):
 def video_config(tmp_path_factory):
   """The 'video_tiny' build (4 train / 2 test sequences of 32 frames) at 32 px."""
   from relate_jax.config import base_config
-  from relate_jax.data import registry
-  previous = registry.DATASETS.get('balls_in_bowl_video_tiny')
-  registry.register('balls_in_bowl_video_tiny', registry.DatasetEntry(
-      'relate_jax.data.builders.balls_in_bowl:BallsInBowl', variant='video_tiny',
-      feature='video', needs_data_dir=False))
   config = base_config()
   config.data.name = 'balls_in_bowl_video_tiny'
   config.data.image_size = 32
   config.data.tfds_dir = str(tmp_path_factory.mktemp('tfds'))
   config.model.clip_length = 15
   config.train.batch_size = 2
-  yield config
-  if previous is None:
-    del registry.DATASETS['balls_in_bowl_video_tiny']
-  else:
-    registry.register('balls_in_bowl_video_tiny', previous)
+  return config
 
 
 def _whole_sequences(config, split):

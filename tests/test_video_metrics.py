@@ -111,11 +111,6 @@ class _VideoStandIn:
 def video_workdir(tmp_path, monkeypatch):
   """BallsInBowl video_tiny at 32 px, tiny protocols (N = 2), a workdir with its config."""
   from relate_jax import config as config_lib
-  from relate_jax.data import registry as data_registry
-  monkeypatch.setitem(data_registry.DATASETS, 'balls_in_bowl_video_tiny',
-                      data_registry.DatasetEntry(
-                          'relate_jax.data.builders.balls_in_bowl:BallsInBowl',
-                          variant='video_tiny', feature='video', needs_data_dir=False))
   monkeypatch.setenv('RELATE_JAX_CACHE', str(tmp_path / 'cache'))
   monkeypatch.setattr(registry, 'PROTOCOLS', dict(
       registry.PROTOCOLS,
