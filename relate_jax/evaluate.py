@@ -28,17 +28,6 @@ from ml_collections import config_flags
 
 from relate_jax.metrics import registry
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.',
-                               required=True)
-_METRICS = flags.DEFINE_list('metrics', ['fid10k', 'kid10k'],
-                             f'Protocols: {", ".join(sorted(registry.PROTOCOLS))}, '
-                             'disentanglement, position_error.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (default: workdir).')
-_BASELINE = flags.DEFINE_enum('baseline', None, list(registry.BASELINES),
-                              'Score a baseline instead of the model (no checkpoint needed): '
-                              'shuffled = real train clips with their frames shuffled.')
-
 DISENTANGLEMENT = 'disentanglement'
 POSITION = 'position_error'
 
@@ -133,10 +122,25 @@ def disentanglement(model, workdir: str, num: int = 1000, batch_size: int = 50) 
   return value
 
 
+def _define_flags() -> None:
+  """The command line's flags, defined only when run as a program: importing this module
+  (tests, notebooks) next to another CLI module must not clash on --workdir & co."""
+  flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.', required=True)
+  flags.DEFINE_list('metrics', ['fid10k', 'kid10k'],
+                    f'Protocols: {", ".join(sorted(registry.PROTOCOLS))}, '
+                    'disentanglement, position_error.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
+  config_flags.DEFINE_config_file('config', None, 'Config file (default: workdir).')
+  flags.DEFINE_enum('baseline', None, list(registry.BASELINES),
+                    'Score a baseline instead of the model (no checkpoint needed): '
+                    'shuffled = real train clips with their frames shuffled.')
+
+
 def main(argv):
   del argv
+  f = flags.FLAGS
   try:
-    results = run(_WORKDIR.value, _METRICS.value, _CONFIG.value, _STEP.value, _BASELINE.value)
+    results = run(f.workdir, f.metrics, f.config, f.step, f.baseline)
   except (ValueError, FileNotFoundError) as e:  # Unknown metric, wrong dataset, no workdir.
     sys.exit(f'error: {e}')
   for name, value in results.items():
@@ -145,4 +149,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
