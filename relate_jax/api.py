@@ -48,6 +48,11 @@ def _normalise(loaded: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
+def workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """`workdir`'s resolved config on today's defaults; needs no checkpoint (baselines)."""
+  return _normalise(load_config(workdir))
+
+
 class Relate:
   """A trained generator: sample latents, render them, edit and re-render."""
 
@@ -160,11 +165,6 @@ class TrainingEvaluator:
     self.workdir = workdir
 
   def __call__(self, state: steps.TrainState, step: int) -> dict[str, float]:
-    model = from_state(self.config, state)
-
-    def sample_fn(num, seed, batch_size, frames=None):
-      for images, _, _ in model.sample_batches(num, seed, batch_size, frames=frames):
-        yield images
-
-    return self._registry.evaluate(self.config, sample_fn, list(self.config.eval.metrics),
-                                   self.workdir, step=step)
+    samples = self._registry.ModelSamples(from_state(self.config, state))
+    return self._registry.evaluate(self.config, samples.images, list(self.config.eval.metrics),
+                                   self.workdir, step=step, pose_fn=samples.poses)
