@@ -26,24 +26,6 @@ from PIL import Image
 from relate_jax import video_io
 from relate_jax.metrics import relate_metrics
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.')
-_OUT = flags.DEFINE_string('out', None, 'Output directory for the PNGs.')
-_NUM = flags.DEFINE_integer('num', 10_000, 'Number of samples.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
-_BATCH = flags.DEFINE_integer('batch_size', 100, 'Samples per device batch (global).')
-_RESIZE = flags.DEFINE_integer('resize', 0, 'Resize to this square size with PIL LANCZOS '
-                               '(paper: 96 for CLEVR5, 64 for ShapeStacks); 0 keeps the size.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
-_NPZ = flags.DEFINE_bool('npz', True, 'Also write samples.npz (videos.npz) with the samples '
-                         'and their latents.')
-_FRAMES = flags.DEFINE_integer('frames', None, 'Video model: frames per video (default: '
-                               'model.sample_frames). Any length; each compiles once.')
-_OVERLAY = flags.DEFINE_bool('overlay_poses', False, 'Video model: draw each object\'s pose '
-                             'estimate as a cross on the MP4/GIF frames (paper Fig. 7).')
-_FPS = flags.DEFINE_float('fps', 10.0, 'Video model: frames per second of the MP4/GIF files '
-                          '(RealTraffic is 10 fps at stride 2).')
-flags.mark_flags_as_required(['workdir', 'out'])
-
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
   """uint8 (N, H, W, 3) -> (N, size, size, 3) with PIL LANCZOS, as the paper's protocol."""
@@ -97,12 +79,36 @@ def export(workdir: str, out: str, num: int, seed: int = 0, batch_size: int = 10
   return model.step
 
 
+def _define_flags() -> None:
+  """The command line's flags, defined only when run as a program (importing this module
+  next to another CLI module must not clash on --workdir & co.)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.')
+  flags.DEFINE_string('out', None, 'Output directory for the PNGs.')
+  flags.DEFINE_integer('num', 10_000, 'Number of samples.')
+  flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+  flags.DEFINE_integer('batch_size', 100, 'Samples per device batch (global).')
+  flags.DEFINE_integer('resize', 0, 'Resize to this square size with PIL LANCZOS (paper: 96 '
+                       'for CLEVR5, 64 for ShapeStacks); 0 keeps the size.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
+  flags.DEFINE_bool('npz', True, 'Also write samples.npz (videos.npz) with the samples and '
+                    'their latents.')
+  flags.DEFINE_integer('frames', None, 'Video model: frames per video (default: '
+                       'model.sample_frames). Any length; each compiles once.')
+  flags.DEFINE_bool('overlay_poses', False, "Video model: draw each object's pose estimate "
+                    'as a cross on the MP4/GIF frames (paper Fig. 7).')
+  flags.DEFINE_float('fps', 10.0, 'Video model: frames per second of the MP4/GIF files '
+                     '(RealTraffic is 10 fps at stride 2).')
+  flags.mark_flags_as_required(['workdir', 'out'])
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  export(_WORKDIR.value, _OUT.value, _NUM.value, _SEED.value, _BATCH.value, _RESIZE.value,
-         _STEP.value, _NPZ.value, _FRAMES.value, _OVERLAY.value, _FPS.value)
+  f = flags.FLAGS
+  export(f.workdir, f.out, f.num, f.seed, f.batch_size, f.resize, f.step, f.npz, f.frames,
+         f.overlay_poses, f.fps)
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
