@@ -219,7 +219,7 @@ def compare(ref, config, batch_size: int = 2, seed: int = 0,
 
   import jax
 
-  from relate_jax import torch_io
+  from relate_jax import reference_checkpoint
   from relate_jax import parity
   from relate_jax import steps
   from relate_jax.models import convert
@@ -227,7 +227,7 @@ def compare(ref, config, batch_size: int = 2, seed: int = 0,
 
   model = build_reference_model(ref, config, seed)
   if checkpoint:
-    arrays = torch_io.load_torch_file(checkpoint, trust_pickle)
+    arrays = reference_checkpoint.load_torch_file(checkpoint, trust_pickle)
     arrays = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in arrays.items()}
     load_arrays(model, arrays)
   state_dict = state_dict_arrays(model)
@@ -254,13 +254,13 @@ def main(argv):
   os.environ['CUDA_VISIBLE_DEVICES'] = ''
   os.environ['JAX_PLATFORMS'] = 'cpu'
   from relate_jax import config as config_lib
-  from relate_jax import torch_io
+  from relate_jax import reference_checkpoint
   from relate_jax import parity
   config = _CONFIG.value
   try:
     import torch
   except ImportError:
-    sys.exit(f'error: {torch_io.INSTALL_HINT}')
+    sys.exit(f'error: {reference_checkpoint.INSTALL_HINT}')
   try:
     config_lib.validate(config)
     parity.reference_settings(config)
@@ -269,7 +269,7 @@ def main(argv):
     sys.exit(f'error: {e}')
   try:
     rows, _, _ = compare(ref, config, _BATCH.value, _SEED.value, _CHECKPOINT.value, _TRUST.value)
-  except torch_io.ConvertError as e:
+  except reference_checkpoint.ConvertError as e:
     sys.exit(f'error: {e}')
   weights = _CHECKPOINT.value or f'random reference weights (torch.manual_seed({_SEED.value}))'
   print(f'relate-jax vs reference: {config.model.name}, {config.data.image_size} px, batch '

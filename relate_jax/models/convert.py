@@ -269,6 +269,16 @@ def from_torch_state_dict(state_dict: Mapping[str, np.ndarray], model_name: str 
   return {'generator': tree.get('generator', {}), 'discriminator': tree.get('discriminator', {})}
 
 
+def relayout(arrays: Mapping[str, np.ndarray], model_name: str) -> dict:
+  """Torch-named arrays (parameters, gradients, Adam moments; no aliases) re-laid out
+  into the nested Flax layout {'generator': …, 'discriminator': …}, without checks."""
+  tree: dict = {}
+  for key, value in arrays.items():
+    target = locate(key, model_name)
+    _set(tree, target.path, target.relayout(np.asarray(value)))
+  return tree
+
+
 def optimizer_param_keys(keys: Sequence[str], model_name: str) -> dict[str, list[str]]:
   """State-dict keys of the parameters of torch's 'disc' and 'gen' Adams, in the order
   torch numbers them (see the module docstring)."""
@@ -305,26 +315,22 @@ def from_torch_adam(optimizer_state: Mapping, param_keys: Sequence[str],
   if len(indices) != len(param_keys):
     raise ConversionError(f'the optimizer state has {len(indices)} parameters, the checkpoint\'s '
                           f'{model_name} param group {len(param_keys)}')
-  mu: dict = {}
-  nu: dict = {}
+  moments: dict[str, dict[str, np.ndarray]] = {'exp_avg': {}, 'exp_avg_sq': {}}
   steps = {}
   for index, key in zip(indices, param_keys):
-    target = locate(key, model_name)
     shape = np.shape(state_dict[key])
     state = optimizer_state['state'].get(index)
     if state is None:
-      zeros = np.zeros(shape, np.float32)
-      _set(mu, target.path, target.relayout(zeros))
-      _set(nu, target.path, target.relayout(zeros))
+      for name in moments:
+        moments[name][key] = np.zeros(shape, np.float32)
       continue
-    for name in ('exp_avg', 'exp_avg_sq'):
+    for name in moments:
       if np.shape(state[name]) != shape:
         problems.append(f'{key}: {name} has shape {np.shape(state[name])}, the parameter {shape}')
+      moments[name][key] = np.asarray(state[name])
     if 'max_exp_avg_sq' in state:
       problems.append(f'{key}: AMSGrad state (max_exp_avg_sq) has no optax Adam counterpart')
     steps[key] = int(round(float(np.asarray(state['step']))))
-    _set(mu, target.path, target.relayout(np.asarray(state['exp_avg'])))
-    _set(nu, target.path, target.relayout(np.asarray(state['exp_avg_sq'])))
   counts = sorted(set(steps.values()))
   if len(counts) > 1:
     problems.append('parameters were stepped different numbers of times: ' + ', '.join(
@@ -336,7 +342,9 @@ def from_torch_adam(optimizer_state: Mapping, param_keys: Sequence[str],
     raise ConversionError('optimizer state does not convert:\n  ' + '\n  '.join(problems))
   first = groups[0]
   hyper = {name: first[name] for name in ('lr', 'betas', 'eps', 'weight_decay') if name in first}
-  return AdamMoments(count=counts[0] if counts else 0, mu=mu, nu=nu, hyperparams=hyper)
+  return AdamMoments(count=counts[0] if counts else 0,
+                     mu=relayout(moments['exp_avg'], model_name),
+                     nu=relayout(moments['exp_avg_sq'], model_name), hyperparams=hyper)
 
 
 def synthetic_state_dict(keys: Sequence[str], shapes: Sequence[Sequence[int]],
