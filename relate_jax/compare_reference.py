@@ -17,6 +17,8 @@ tensor, images, single-object images, D outputs (logit, position, style) on each
 spectral-norm vectors after one power iteration, and the loss terms (relate_jax.parity).
 
 Families: relate_static (128 and 256 px) and relate_static_order. The reference runs on CPU.
+`compare` returns the rows with both sides' values; further checks (e.g. one full training
+iteration) add their own rows to the same table.
 """
 
 import contextlib
@@ -110,8 +112,10 @@ def _restoring(buffers: dict):
     for k, v in buffers.items():
       v.data.copy_(saved[k])
 
-  yield reset
-  reset()
+  try:
+    yield reset
+  finally:
+    reset()
 
 
 def reference_forward(ref, model, config, latents, real: np.ndarray,
@@ -215,13 +219,10 @@ def reference_forward(ref, model, config, latents, real: np.ndarray,
 def compare(ref, config, batch_size: int = 2, seed: int = 0,
             checkpoint: str | None = None, trust_pickle: bool = False):
   """(rows, reference values, relate-jax values) of one forward comparison."""
-  import functools
-
   import jax
 
-  from relate_jax import reference_checkpoint
   from relate_jax import parity
-  from relate_jax import steps
+  from relate_jax import reference_checkpoint
   from relate_jax.models import convert
   from relate_jax.models import sample_latents
 
@@ -230,12 +231,8 @@ def compare(ref, config, batch_size: int = 2, seed: int = 0,
     arrays = reference_checkpoint.load_torch_file(checkpoint, trust_pickle)
     arrays = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in arrays.items()}
     load_arrays(model, arrays)
-  state_dict = state_dict_arrays(model)
-  abstract = jax.eval_shape(functools.partial(steps.init_state, config),
-                            steps.stream_keys(config.seed)['init'])
-  expected = {'generator': {'params': abstract.g_params},
-              'discriminator': {'params': abstract.d_params, 'spectral': abstract.spectral}}
-  variables = convert.from_torch_state_dict(state_dict, config.model.name, expected)
+  variables = convert.from_torch_state_dict(state_dict_arrays(model), config.model.name,
+                                            reference_checkpoint.expected_variables(config))
   key_latents, key_penalty = jax.random.split(jax.random.key(seed))
   latents = jax.device_get(sample_latents(key_latents, config.model, batch_size, train=True))
   size = config.data.image_size
@@ -254,8 +251,8 @@ def main(argv):
   os.environ['CUDA_VISIBLE_DEVICES'] = ''
   os.environ['JAX_PLATFORMS'] = 'cpu'
   from relate_jax import config as config_lib
-  from relate_jax import reference_checkpoint
   from relate_jax import parity
+  from relate_jax import reference_checkpoint
   config = _CONFIG.value
   try:
     import torch

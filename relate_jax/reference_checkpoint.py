@@ -84,6 +84,18 @@ def _check_hyperparams(config, name: str, hyper: dict) -> None:
                       theirs, mine)
 
 
+def expected_variables(config) -> dict:
+  """Shapes of the variables `config` builds, in convert.from_torch_state_dict's layout
+  {'generator': {'params'}, 'discriminator': {'params', 'spectral'}} (nothing allocated)."""
+  import jax
+
+  from relate_jax import steps
+  state = jax.eval_shape(functools.partial(steps.init_state, config),
+                         steps.stream_keys(config.seed)['init'])
+  return {'generator': {'params': state.g_params},
+          'discriminator': {'params': state.d_params, 'spectral': state.spectral}}
+
+
 def convert(checkpoint_path: str, config, workdir: str, trust_pickle: bool = False):
   """Writes the converted TrainState and config.json into `workdir`; returns the state."""
   import jax
@@ -102,14 +114,10 @@ def convert(checkpoint_path: str, config, workdir: str, trust_pickle: bool = Fal
     raise ConvertError(f'{checkpoint_path} is not a state dict (a mapping of names to tensors)')
   logging.info('Read %d entries from %s', len(state_dict), checkpoint_path)
 
-  abstract = jax.eval_shape(functools.partial(steps.init_state, config),
-                            steps.stream_keys(config.seed)['init'])
-  expected = {'generator': {'params': abstract.g_params},
-              'discriminator': {'params': abstract.d_params, 'spectral': abstract.spectral}}
   try:
-    variables = convert_lib.from_torch_state_dict(state_dict, name, expected)
+    variables = convert_lib.from_torch_state_dict(state_dict, name, expected_variables(config))
   except convert_lib.ConversionError as e:
-    raise ConvertError(f'{checkpoint_path} does not fit {name} as configured: {e}') from None
+    raise ConvertError(f'{checkpoint_path}: {e}') from None
   g_params = jax.tree.map(jnp.asarray, variables['generator']['params'])
   d_params = jax.tree.map(jnp.asarray, variables['discriminator']['params'])
   spectral = jax.tree.map(jnp.asarray, variables['discriminator']['spectral'])

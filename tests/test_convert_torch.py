@@ -112,7 +112,8 @@ def _write_reference_checkpoint(directory: str) -> str:
       tensors[k] = tensors[convert.alias_source(k)]
   path = os.path.join(directory, 'model_epoch_00000003.pth')
   torch.save(tensors, path, _use_new_zipfile_serialization=False)
-  torch.save(optimizers, reference_checkpoint.optimizer_path(path), _use_new_zipfile_serialization=False)
+  torch.save(optimizers, reference_checkpoint.optimizer_path(path),
+             _use_new_zipfile_serialization=False)
   return path
 
 

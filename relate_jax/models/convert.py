@@ -2,7 +2,7 @@
 to Flax variables and optax Adam moments.
 
 Re-lays out arrays only (REFERENCE §3.1-3.3); reading the .pth files (torch.load) is
-relate_jax.convert_torch's job, which passes mappings of key → NumPy array here.
+relate_jax.reference_checkpoint's job, which passes mappings of key → NumPy array here.
 
   Linear (out, in)                      → Dense kernel W.T
   Conv2d (out, in, kh, kw)              → kernel W.transpose(2, 3, 1, 0)
@@ -218,7 +218,8 @@ def _flatten(tree, prefix=()) -> dict[tuple[str, ...], tuple[int, ...]]:
   return out
 
 
-def from_torch_state_dict(state_dict: Mapping[str, np.ndarray], model_name: str = config_lib.STATIC,
+def from_torch_state_dict(state_dict: Mapping[str, np.ndarray],
+                          model_name: str = config_lib.STATIC,
                           expected: Mapping | None = None) -> dict[str, dict]:
   """Converts a reference RELATE state dict of family `model_name`.
 
@@ -350,9 +351,9 @@ def from_torch_adam(optimizer_state: Mapping, param_keys: Sequence[str],
 def synthetic_state_dict(keys: Sequence[str], shapes: Sequence[Sequence[int]],
                          seed: int) -> dict[str, np.ndarray]:
   """Deterministic stand-in reference weights for fixtures: for each key in order,
-  0.02·N(0, 1) float32 draws from numpy's default_rng(seed); spectral-norm vectors u, v are unit-norm
-  N(0, 1) draws (torch's state at construction); aliases copy their original and draw
-  nothing. The same keys, shapes and seed give the same arrays on every machine."""
+  0.02·N(0, 1) float32 draws from numpy's default_rng(seed); spectral-norm vectors u, v are
+  unit-norm N(0, 1) draws (torch's state at construction); aliases copy their original and
+  draw nothing. The same keys, shapes and seed give the same arrays on every machine."""
   rng = np.random.default_rng(seed)
   out = {}
   for key, shape in zip(keys, shapes):
