@@ -33,13 +33,14 @@ def save(mgr: ocp.CheckpointManager, state: Any, data_iterator=None, *, force: b
 def restore(mgr: ocp.CheckpointManager, abstract_state: Any, data_iterator=None,
             step: int | None = None) -> Any:
   """Restores the state at `step` (default newest) into the structure and shardings of
-  `abstract_state`; restores `data_iterator` in place when given."""
+  `abstract_state`; restores `data_iterator` in place when given and the step has its
+  state (checkpoints converted from the reference have none: the iterator starts afresh)."""
   step = mgr.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f'no checkpoint in {mgr.directory}')
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
   items = {'state': ocp.args.StandardRestore(target)}
-  if data_iterator is not None:
+  if data_iterator is not None and 'data' in mgr.item_metadata(step):
     items['data'] = grain.checkpoint.CheckpointRestore(data_iterator)
   restored = mgr.restore(step, args=ocp.args.Composite(**items))
   return restored['state']
