@@ -16,7 +16,6 @@ import pytest
 from relate_jax import config as config_lib
 from relate_jax import reference_checkpoint
 from relate_jax import steps
-from relate_jax.models import Discriminator
 from relate_jax.models import convert
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -46,43 +45,10 @@ def _shapes(tree):
 expected_static_variables = reference_checkpoint.expected_variables
 
 
-def expected_video_variables(config: ml_collections.ConfigDict) -> dict:
-  """relate_video's variables by the names and shapes the video model uses (module
-  docstring of relate_jax.models.convert); to be replaced by
-  reference_checkpoint.expected_variables(config) once that model is in steps.init_state. Built from the static model: its object decoder and sc at Nf + 2
-  latent inputs, Γ at Nf; D at 3·T input channels; e_v (`speed`) and Γ_v (`dynamics`)
-  written out from the reference's sizes (REFERENCE §2.4)."""
-  m = config.model
-  nf, nb, past, h = m.obj_dim, m.bg_dim, m.past_velocities, m.interaction_hidden
-  static = config_lib.base_config()
-  static.data.image_size = config.data.image_size
-  for field in ('num_objects', 'min_objects', 'obj_size', 'bg_dim'):
-    static.model[field] = m[field]
-  wide = static.copy_and_resolve_references()
-  wide.model.obj_dim = nf + 2  # The video generator's object latent [z_k, 0, 0].
-  g = dict(expected_static_variables(wide)['generator']['params'])
-  g['interaction'] = expected_static_variables(static)['generator']['params']['interaction']
-
-  def mlp(sizes):
-    return {f'layers_{i}': {'kernel': jax.ShapeDtypeStruct((a, b), jnp.float32),
-                            'bias': jax.ShapeDtypeStruct((b,), jnp.float32)}
-            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))}
-
-  obj = past * nf + 2 + 2 * past  # [z_k ×P, x_t, y_t, vx ×P, vy ×P]
-  g['speed'] = mlp((nf + 2 + nb, 128, 128, 2 * past))
-  g['dynamics'] = {'interaction': mlp((2 * obj, h, h, h)), 'v': mlp((h + obj + nb, h, h, 2 + nf))}
-  size, frames = config.data.image_size, m.clip_length
-  d = jax.eval_shape(
-      lambda x: Discriminator(ml_collections.FrozenConfigDict(m)).init(
-          jax.random.key(0), x, update_stats=False),
-      jax.ShapeDtypeStruct((2, size, size, 3 * frames), jnp.float32))
-  return {'generator': {'params': g}, 'discriminator': d}
-
-
 def _video_config() -> ml_collections.ConfigDict:
   """configs/cars_real_traffic-video-train.json's model (reference_layouts.json settings)."""
   settings = LAYOUTS['real_traffic_video']['settings']
-  config = _config('real_traffic')
+  config = _config('real_traffic_video')
   config.model.clip_length = settings['seq_len']
   config.model.num_objects = settings['n_objects']
   config.model.obj_size = settings['obj_size']
@@ -122,7 +88,7 @@ def test_static_relayouts():
 def test_video_reference_layout_converts_to_the_video_names():
   config = _video_config()
   assert len(LAYOUTS['real_traffic_video']['keys']) == 128
-  expected = expected_video_variables(config)
+  expected = reference_checkpoint.expected_variables(config)
   state = _state_dict('real_traffic_video')
   converted = convert.from_torch_state_dict(state, config_lib.VIDEO, expected)
   assert _shapes(converted) == _shapes(expected)
