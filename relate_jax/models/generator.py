@@ -11,9 +11,11 @@ REFERENCE §2.1-2.3. Scene tensor W on an S0 x S0 grid (S0 = 16; 32 with model.u
 
 The K object decoders run as one batched decoder over B·K; the full scene and the
 single-object scene [W_select, W_0] go through G as one batch of 2B (two "frames" per
-sample). The pieces (`scene_constants`, `object_scales`, `object_windows`, `frame_scenes`,
-`render_frames`) are shared with the video model (video.py), which renders F frames per
-sample from the same windows and background.
+sample). The pieces (`scene_constants`, `corrected_poses`, `object_scales`, `object_windows`,
+`frame_scenes`, `render_frames`, `composition_masks`) are shared with the video model
+(video.py), which renders F frames per sample from the same windows and background, and
+with the editing tools (relate_jax/editing.py): `compositions` renders components of a
+scene (the background alone, each object alone or over the background) in the same G batch.
 
 Mixed precision: Ψb, Ψf and G compute in model.compute_dtype (W too); Γ, the stack chain and
 sc (tiny MLPs whose outputs are geometry), the placement weights and the tanh output stay
@@ -197,18 +199,24 @@ def object_windows(config: ml_collections.FrozenConfigDict, constant: Array,
 
 
 def frame_scenes(config: ml_collections.FrozenConfigDict, windows: Array, background: Array,
-                 scales: Array, poses: Array, present: Array, takes_part: Array) -> Array:
+                 scales: Array, poses: Array, present: Array, takes_part: Array,
+                 shown: Array | None = None) -> Array:
   """Scene tensors W of F frames per sample: placement and composition, no parameters.
 
   windows (B, K, S0, S0, C) from `object_windows`; background W_0 (B, S0, S0, C); scales s
   (B, F, K); poses θ (B, F, K, 2); present (B, K); takes_part (B, F, K) bool, the slots
   composed into each frame (all slots for a scene, only the selected one for the
-  single-object render). Returns (B·F, S0, S0, C).
+  single-object render). shown (B, F, K + 1) bool, optional: per frame, whether each
+  object's content and (last entry) the background are drawn; a hidden object keeps a
+  zero canvas (it still takes part where takes_part says so, like an empty slot), a hidden
+  background is W_0 = 0. Returns (B·F, S0, S0, C).
   """
   c = config
   b, f, k = scales.shape
   s0, win = scene_size(c), window_size(c)
   canvases = jnp.broadcast_to(windows[:, None], (b, f) + windows.shape[1:])
+  if shown is not None:
+    canvases = canvases * shown[:, :, :k, None, None, None].astype(canvases.dtype)
   n = b * f * k
   canvases = place(canvases.reshape((n,) + windows.shape[2:]), scales.reshape(n),
                    poses.reshape(n, 2)).reshape(b * f, k, s0, s0, -1)
@@ -223,14 +231,17 @@ def frame_scenes(config: ml_collections.FrozenConfigDict, windows: Array, backgr
     footprint = place(ones, scales.reshape(n), poses.reshape(n, 2)).reshape(b * f, k, s0, s0, 1)
     visible = visible & (footprint > 0) & (present[:, :, None, None, None] > 0)
   scene_background = jnp.broadcast_to(background[:, None], (b, f) + background.shape[1:])
+  if shown is not None:
+    scene_background = scene_background * shown[:, :, k, None, None, None].astype(
+        scene_background.dtype)
   return compose(canvases, scene_background.reshape((b * f,) + background.shape[1:]),
                  c.pooling, visible)
 
 
 def render_frames(module: nn.Module, config: ml_collections.FrozenConfigDict, image_size: int,
                   windows: Array, background: Array, scales: Array, poses: Array,
-                  present: Array, takes_part: Array,
-                  chunk: int = 0) -> tuple[Array, Array | None]:
+                  present: Array, takes_part: Array, chunk: int = 0,
+                  shown: Array | None = None) -> tuple[Array, Array | None]:
   """Images of F frames per sample through G ('image_decoder' of `module`, the caller).
 
   Arguments as `frame_scenes`. With 0 < chunk < F, the frames are placed, composed and
@@ -242,13 +253,14 @@ def render_frames(module: nn.Module, config: ml_collections.FrozenConfigDict, im
   """
   b, f, _ = scales.shape
 
-  def decode(scales, poses, takes_part):
-    scenes = frame_scenes(config, windows, background, scales, poses, present, takes_part)
+  def decode(scales, poses, takes_part, shown=None):
+    scenes = frame_scenes(config, windows, background, scales, poses, present, takes_part,
+                          shown)
     images = jnp.tanh(ImageDecoder(config, image_size, name='image_decoder')(scenes))
     return images.reshape((b, -1) + images.shape[1:]), scenes
 
   if not chunk or f <= chunk:
-    images, scenes = decode(scales, poses, takes_part)
+    images, scenes = decode(scales, poses, takes_part, shown)
     return images, scenes.reshape((b, f) + scenes.shape[1:])[:, 0]
   count = -(-f // chunk)
 
@@ -261,9 +273,45 @@ def render_frames(module: nn.Module, config: ml_collections.FrozenConfigDict, im
     return carry, decode(*inputs)[0]
 
   scan = nn.scan(body, variable_broadcast='params', split_rngs={'params': False})
-  _, images = scan(module, 0, (split(scales), split(poses), split(takes_part)))
+  inputs = (split(scales), split(poses), split(takes_part))
+  if shown is not None:
+    inputs += (split(shown),)
+  _, images = scan(module, 0, inputs)
   images = jnp.swapaxes(images, 0, 1).reshape((b, count * chunk) + images.shape[3:])
   return images[:, :f], None
+
+
+def corrected_poses(config: ml_collections.FrozenConfigDict, appearance: Array, poses: Array,
+                    present: Array, background: Array) -> Array:
+  """θ from θ̂: the stack chain (relate_static_order), Γ (use_interaction) or θ̂ itself.
+
+  Creates 'chain' or 'interaction' in the calling module. appearance z (B, K, Nf) (ones
+  with fixed_objects), poses θ̂ (B, K, 2), present (B, K), background z0 (B, Nb). Returns
+  θ (B, K, 2), absent slots at absent_pose.
+  """
+  c = config
+  if c.name == config_lib.ORDERED:
+    return StackChain(c, name='chain')(appearance, poses, present, background)
+  if c.use_interaction:
+    return Interaction(c, name='interaction')(appearance, poses, present, background)
+  return jnp.where(present[..., None] > 0, poses, c.absent_pose)
+
+
+def composition_masks(config: ml_collections.FrozenConfigDict,
+                      compositions: Array) -> tuple[Array, Array]:
+  """(takes_part (B, F, K), shown (B, F, K + 1)) of component renders.
+
+  compositions (B, F, K + 1) bool: the objects and (last entry) the background drawn in
+  each of F frames. A left-out object is removed as the scene removes an absent one: with
+  the reference's clipped max (clip_background, pooling 'max') its zero canvas still takes
+  part, clipping W_0 at 0 as every slot does in the scene; otherwise it does not take part.
+  """
+  k = compositions.shape[-1] - 1
+  if config.clip_background and config.pooling == 'max':
+    takes_part = jnp.ones(compositions.shape[:-1] + (k,), bool)
+  else:
+    takes_part = compositions[..., :k]
+  return takes_part, compositions
 
 
 def scene_constants(module: nn.Module, config: ml_collections.FrozenConfigDict,
@@ -306,13 +354,17 @@ class RelateGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, latents: Latents, *, render_single: bool = True,
-               poses: Array | None = None) -> tuple[Array, dict]:
+               poses: Array | None = None,
+               compositions: Array | None = None) -> tuple[Array, dict]:
     """Renders B scenes.
 
     Returns images (B, S, S, 3) in [-1, 1] and aux with 'poses' θ (B, K, 2),
     'initial_poses' θ̂ (B, K, 2), 'scales' s (B, K) and, if render_single, 'single'
     (B, S, S, 3), the render of [selected object, background]. `poses` (B, K, 2) skips Γ
-    and renders exactly these final poses.
+    and renders exactly these final poses. `compositions` (B, F, K + 1) bool adds F
+    component renders of each scene at the same poses (see `composition_masks`: e.g. the
+    background alone, each object alone, or with the background; paper Fig. 4), decoded in
+    the same G batch and returned as aux['compositions'] (B, F, S, S, 3).
     """
     c = self.config
     b, k, _ = latents.appearance.shape
@@ -321,15 +373,7 @@ class RelateGenerator(nn.Module):
     # Balls-in-Bowl setting: one constant per slot and a constant style vector.
     z = jnp.ones_like(latents.appearance) if c.fixed_objects else latents.appearance
 
-    if poses is not None:
-      theta = poses
-    elif c.name == config_lib.ORDERED:
-      theta = StackChain(c, name='chain')(z, latents.poses, present, z0)
-    elif c.use_interaction:
-      theta = Interaction(c, name='interaction')(z, latents.poses, present, z0)
-    else:
-      theta = jnp.where(present[..., None] > 0, latents.poses, c.absent_pose)
-
+    theta = poses if poses is not None else corrected_poses(c, z, latents.poses, present, z0)
     scales = object_scales(c, z0, z, theta)
     windows = object_windows(c, t_f, z)
     background = BackgroundDecoder(c, name='background_decoder')(t_b, z0)
@@ -337,15 +381,22 @@ class RelateGenerator(nn.Module):
     takes_part = [jnp.ones((b, k), bool)]
     if render_single:
       takes_part.append(jnp.arange(k)[None, :] == latents.select[:, None])
-    f = len(takes_part)
+    takes_part, shown = jnp.stack(takes_part, 1), None
+    if compositions is not None:
+      extra, shown = composition_masks(c, compositions)
+      shown = jnp.concatenate([jnp.ones(takes_part.shape[:2] + (k + 1,), bool), shown], 1)
+      takes_part = jnp.concatenate([takes_part, extra], 1)
+    f = takes_part.shape[1]
     images, scenes = render_frames(
         self, c, self.resolved_image_size(), windows, background,
         jnp.repeat(scales[:, None], f, 1), jnp.repeat(theta[:, None], f, 1), present,
-        jnp.stack(takes_part, 1))
+        takes_part, shown=shown)
     # Available with mutable=['intermediates'] (inspection and visualisation tools).
     self.sow('intermediates', 'background', background)
     self.sow('intermediates', 'scene', scenes)
     aux = {'poses': theta, 'initial_poses': latents.poses, 'scales': scales}
     if render_single:
       aux['single'] = images[:, 1]
+    if compositions is not None:
+      aux['compositions'] = images[:, f - compositions.shape[1]:]
     return images[:, 0], aux

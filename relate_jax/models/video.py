@@ -44,14 +44,21 @@ import jax.numpy as jnp
 import ml_collections
 
 from relate_jax.models import layers
-from relate_jax.models.generator import (BackgroundDecoder, object_scales, object_windows,
-                                         render_frames, scene_constants)
-from relate_jax.models.interaction import Interaction, pairwise_update
+from relate_jax.models.generator import (BackgroundDecoder, composition_masks, corrected_poses,
+                                         object_scales, object_windows, render_frames,
+                                         scene_constants)
+from relate_jax.models.interaction import pairwise_update
 from relate_jax.models.latents import Latents
 
 Array = jax.Array
 
 SPEED_HIDDEN = 128  # Width of e_v (reference mlp_speed).
+
+
+def object_codes(appearance: Array) -> Array:
+  """z' = [z_k, 0, 0] (B, K, Nf + 2): what Ψf and sc see in the video model."""
+  return jnp.concatenate([appearance, jnp.zeros(appearance.shape[:-1] + (2,),
+                                                appearance.dtype)], -1)
 
 
 def rollout_steps(config: ml_collections.ConfigDict, frames: int, train: bool) -> int:
@@ -101,7 +108,8 @@ class VideoGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, latents: Latents, *, frames: int, steps: int, render_single: bool = True,
-               poses: Array | None = None) -> tuple[Array, dict]:
+               poses: Array | None = None,
+               compositions: Array | None = None) -> tuple[Array, dict]:
     """Renders B videos of `frames` frames from a rollout of `steps` steps.
 
     latents.start (B,) must satisfy start + frames − 1 <= steps. `poses` (B, K, 2) replaces
@@ -109,7 +117,9 @@ class VideoGenerator(nn.Module):
     and aux: 'poses' θ(t) of every frame (B, F, K, 2), 'initial_poses' θ̂, 'start_poses'
     θ(0) (B, K, 2), 'start_displacement' D_s (B, K, 2), 'velocities' v(1..steps)
     (B, steps, K, 2), 'scales' (B, F, K) and, if render_single, 'single' (B, S, S, 3): the
-    selected object alone with the background at frame 0.
+    selected object alone with the background at frame 0. `compositions` (B, C, K + 1)
+    bool adds C component videos (generator.composition_masks) of every frame, returned as
+    aux['compositions'] (B, C, F, S, S, 3).
     """
     c = self.config
     b, k, nf = latents.appearance.shape
@@ -117,12 +127,7 @@ class VideoGenerator(nn.Module):
     z0, present = latents.background, latents.present
     z = jnp.ones_like(latents.appearance) if c.fixed_objects else latents.appearance
 
-    if poses is not None:
-      theta0 = poses
-    elif c.use_interaction:
-      theta0 = Interaction(c, name='interaction')(z, latents.poses, present, z0)
-    else:
-      theta0 = jnp.where(present[..., None] > 0, latents.poses, c.absent_pose)
+    theta0 = poses if poses is not None else corrected_poses(c, z, latents.poses, present, z0)
 
     p = c.past_velocities
     speeds = layers.Mlp((SPEED_HIDDEN, SPEED_HIDDEN, 2 * p), final=jnp.tanh, name='speed')(
@@ -140,21 +145,32 @@ class VideoGenerator(nn.Module):
     shown = jnp.take_along_axis(displacements, index[:, :, None, None], axis=1)
     theta = theta0[:, None] + shown  # (B, F, K, 2)
 
-    codes = jnp.concatenate([z, jnp.zeros((b, k, 2), z.dtype)], -1)  # z' = [z, 0, 0]
+    codes = object_codes(z)
     scales = object_scales(c, z0, codes, theta)
     windows = object_windows(c, t_f, codes)
     background = BackgroundDecoder(c, name='background_decoder')(t_b, z0)
     takes_part = jnp.ones((b, frames, k), bool)
-    frame_scales, frame_poses = scales, theta
+    frame_scales, frame_poses, shown = scales, theta, None
     if render_single:  # One more frame: frame 0 with the selected object alone.
       one = (jnp.arange(k)[None, :] == latents.select[:, None])[:, None]
       takes_part = jnp.concatenate([takes_part, one], 1)
       frame_scales = jnp.concatenate([scales, scales[:, :1]], 1)
       frame_poses = jnp.concatenate([theta, theta[:, :1]], 1)
+    if compositions is not None:  # C more videos: every frame of each composition.
+      count = compositions.shape[1]
+      extra, shown = composition_masks(c, jnp.repeat(compositions, frames, 1))
+      shown = jnp.concatenate([jnp.ones(takes_part.shape[:2] + (k + 1,), bool), shown], 1)
+      takes_part = jnp.concatenate([takes_part, extra], 1)
+      frame_scales = jnp.concatenate([frame_scales, jnp.tile(scales, (1, count, 1))], 1)
+      frame_poses = jnp.concatenate([frame_poses, jnp.tile(theta, (1, count, 1, 1))], 1)
     images, _ = render_frames(self, c, self.image_size, windows, background, frame_scales,
-                              frame_poses, present, takes_part, chunk=c.render_chunk)
+                              frame_poses, present, takes_part, chunk=c.render_chunk,
+                              shown=shown)
     aux = {'poses': theta, 'initial_poses': latents.poses, 'start_poses': theta0,
            'start_displacement': shown[:, 0], 'velocities': velocities, 'scales': scales}
     if render_single:
       aux['single'] = images[:, frames]
+    if compositions is not None:
+      aux['compositions'] = images[:, images.shape[1] - count * frames:].reshape(
+          (b, count, frames) + images.shape[2:])
     return images[:, :frames], aux
