@@ -43,6 +43,10 @@ class IncompatibleCheckpoint(CheckpointError):
   """A readable step written by a different model (tree or shapes differ from the config's)."""
 
 
+class CheckpointTimeout(CheckpointError):
+  """A write that did not finish within its time limit (it may still be running)."""
+
+
 class NonFiniteState(CheckpointError):
   """A state with NaN/Inf entries, which `save` refuses to write."""
 
@@ -55,10 +59,14 @@ class Restored:
   data_restored: bool  # False: the step had no iterator state and the input starts afresh.
 
 
-def manager(workdir: str, keep: int | None = None) -> ocp.CheckpointManager:
-  """A CheckpointManager on <workdir>/checkpoints (keep=None keeps everything)."""
+def manager(workdir: str, keep: int | None = None,
+            timeout_s: float | None = None) -> ocp.CheckpointManager:
+  """A CheckpointManager on <workdir>/checkpoints (keep=None keeps everything; timeout_s
+  bounds Orbax's own waits inside a save)."""
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  async_options = ocp.AsyncOptions(timeout_secs=max(1, round(timeout_s))) if timeout_s else None
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                         async_options=async_options)
   return ocp.CheckpointManager(directory, options=options)
 
 
@@ -102,7 +110,7 @@ def save(mgr: ocp.CheckpointManager, state: Any, data_iterator=None, *, rollback
 
   Raises:
     NonFiniteState: some state array has NaN/Inf entries; nothing is written.
-    CheckpointError: the write took longer than `timeout_s` seconds.
+    CheckpointTimeout: the write took longer than `timeout_s` seconds.
   """
   arrays = _host_arrays(state)
   step = int(dict(arrays)['step'])
@@ -122,7 +130,7 @@ def save(mgr: ocp.CheckpointManager, state: Any, data_iterator=None, *, rollback
   deadline = time.monotonic() + timeout_s
   while mgr.is_saving_in_progress():
     if time.monotonic() > deadline:
-      raise CheckpointError(f'writing checkpoint {step_dir(mgr, step)} took longer than '
+      raise CheckpointTimeout(f'writing checkpoint {step_dir(mgr, step)} took longer than '
                             f'{timeout_s:g} s (train.checkpoint_timeout); older checkpoints '
                             'are untouched')
     time.sleep(0.02)

@@ -12,6 +12,7 @@ message and exit with status 1; SIGINT/SIGTERM save a checkpoint and exit with s
 import difflib
 import os
 import shlex
+import signal
 import sys
 
 from absl import app
@@ -66,9 +67,11 @@ def check_config_args(argv: list[str]) -> str | None:
     return None  # absl reports the missing required flag.
   path, _, variant = spec.partition(':')
   if not os.path.isfile(path):
-    here = sorted(f for f in os.listdir(os.path.dirname(path) or '.') if f.endswith('.py')) \
-        if os.path.isdir(os.path.dirname(path) or '.') else []
-    return f'--config={spec}: no such file {path!r}' + (f' (here: {", ".join(here)})' if here else '')
+    folder = os.path.dirname(path) or '.'
+    here = sorted(f for f in os.listdir(folder) if f.endswith('.py')) if os.path.isdir(
+        folder) else []
+    return f'--config={spec}: no such file {path!r}' + (f' (in {folder}: {", ".join(here)})'
+                                                         if here else '')
   try:
     config = config_lib.load_config_file(spec)
   except ValueError as e:  # apply_variant: unknown variant.
@@ -117,6 +120,8 @@ def main(argv):
   try:
     train.train_and_evaluate(config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   except train.Interrupted as e:
+    for s in (signal.SIGINT, signal.SIGTERM):  # Saved: later signals must not change the exit.
+      signal.signal(s, signal.SIG_IGN)
     command = ['python', '-m', 'relate_jax.main', *sys.argv[1:]]
     print(f'Interrupted by {e.signal_name} at step {e.step}; saved {e.path}. Resume with: '
           f'{shlex.join(command)}', file=sys.stderr, flush=True)
@@ -126,6 +131,9 @@ def main(argv):
     sys.exit(f'{e}\n\nTo try RELATE without downloading anything, train on the embedded '
              f'default dataset: python -m relate_jax.main --config=configs/shapes.py '
              f'--workdir={os.path.join(os.path.dirname(workdir) or ".", "shapes")}')
+  except checkpoint.CheckpointTimeout as e:
+    print(e, file=sys.stderr, flush=True)
+    os._exit(1)  # Without waiting for the hung write's thread.
   except (config_lib.ConfigError, checkpoint.CheckpointError, train.NonFiniteError) as e:
     sys.exit(str(e))
 

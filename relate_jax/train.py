@@ -137,7 +137,8 @@ class _Run:
     self.abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
         jax.eval_shape(self.init, self.key))
-    self.ckpt = checkpoint.manager(workdir, config.train.keep_checkpoints)
+    self.ckpt = checkpoint.manager(workdir, config.train.keep_checkpoints,
+                                   config.train.checkpoint_timeout)
     self.data_iter = data_lib.make_train_iterator(config)
     self.rollbacks = 0
     self.saved_step = None
@@ -198,7 +199,8 @@ class _Run:
 def _nonfinite_losses(metrics: dict, step: int) -> str | None:
   if all(np.isfinite(v) for v in metrics.values()):
     return None
-  return f'Non-finite losses at step {step}: ' + ', '.join(f'{k}={v:.4g}' for k, v in metrics.items())
+  losses = ', '.join(f'{k}={v:.4g}' for k, v in metrics.items())
+  return f'Non-finite losses at step {step}: {losses}'
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -245,8 +247,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   feature = data_lib.feature_key(config)
   step = run.step
   last_time, last_step, first_log = time.time(), step, True
-  try:
-    with StopRequest() as stop:
+  with StopRequest() as stop:  # Also while closing: a second signal must not kill the exit.
+    try:
       while step < t.num_steps and stop.signal_name is None:
         images = jax.make_array_from_process_local_data(batch_sharding,
                                                         next(run.data_iter)[feature])
@@ -260,6 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           if problem:
             run.recover(problem)
             step = last_step = run.step
+            last_time, first_log = time.time(), True
             continue
         if log_now:
           now = time.time()
@@ -298,6 +301,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           except checkpoint.NonFiniteState as e:
             run.recover(f'Non-finite state at step {step}: {e}')
             step = last_step = run.step
+            last_time, first_log = time.time(), True
       if stop.signal_name is not None:
         logging.warning('Received %s: stopping at step %d.', stop.signal_name, step)
         if run.saved_step != step:
@@ -307,10 +311,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             raise NonFiniteError(f'Stopping at step {step} on {stop.signal_name}, but the '
                                  f'state is not finite: {e}. {run.newest_good()}') from e
         if stop.count > 1:
-          logging.warning('Received %d signals; the later ones waited for the checkpoint.', stop.count)
+          logging.warning('Received %d signals; the later ones waited for the checkpoint.',
+                          stop.count)
         raise Interrupted(stop.signal_name, step, checkpoint.step_dir(run.ckpt, step))
-  finally:
-    if writer is not None:
-      writer.close()
-    run.ckpt.close()
+    except checkpoint.CheckpointTimeout:
+      run.ckpt = None  # Closing would wait for the hung write.
+      raise
+    finally:
+      if writer is not None:
+        writer.close()
+      if run.ckpt is not None:
+        run.ckpt.close()
   return run.state

@@ -179,7 +179,8 @@ def test_cli_config_file_errors_print_one_message(tmp_path, spec, words):
 def test_model_change_is_refused_and_config_json_kept(trained, tmp_path):
   workdir = copy_workdir(trained, tmp_path)
   before = open(os.path.join(workdir, 'config.json')).read()
-  result = cli(workdir, *OVERRIDES, '--config.model.obj_dim=7', '--config.model.scale_augment=False')
+  result = cli(workdir, *OVERRIDES, '--config.model.obj_dim=7',
+               '--config.model.scale_augment=False')
   assert result.returncode == 1, result.stderr[-2000:]
   assert 'model.obj_dim: 20 (workdir) -> 7 (now)' in result.stderr
   assert 'model.scale_augment: True (workdir) -> False (now)' in result.stderr
@@ -328,6 +329,20 @@ def test_non_finite_state_is_never_saved_or_rotated_in(trained, tmp_path):
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4', '6']
 
 
+def test_a_hung_write_is_bounded(trained, tmp_path, monkeypatch):
+  workdir = copy_workdir(trained, tmp_path)
+  config = make_config()
+  mgr = checkpoint.manager(workdir, timeout_s=1.0)
+  state = checkpoint.load(mgr, abstract_state(config)).state
+  monkeypatch.setattr(mgr, 'is_saving_in_progress', lambda: True)  # A write that never ends.
+  start = time.monotonic()
+  with pytest.raises(checkpoint.CheckpointTimeout, match='took longer than 0.2 s'):
+    checkpoint.save(mgr, state.replace(step=state.step + 1), timeout_s=0.2)
+  assert time.monotonic() - start < 5
+  mgr.wait_until_finished()
+  mgr.close()
+
+
 # ---------------------------------------------------------------- NaN guard
 
 
@@ -462,24 +477,30 @@ def test_random_interrupts_resume_bitwise(trained, tmp_path):
   """SIGINT / SIGTERM (twice, sometimes) at random moments, including checkpoint writes, in
   several tries: every resumed run ends bitwise equal to the uninterrupted one."""
   rng = np.random.default_rng(0)
+  stops = []
   for attempt in range(6):
     workdir = str(tmp_path / f'run{attempt}')
     signum = (signal.SIGINT, signal.SIGTERM)[attempt % 2]
     proc = cli(workdir, *OVERRIDES, popen=True)
+    after = f'step {rng.integers(1, 5)}/'
     for line in proc.stderr:
-      if 'step 1/' in line:
+      if after in line:
         break
-    time.sleep(rng.uniform(0.0, 0.6))
+    time.sleep(rng.uniform(0.0, 0.2))
     proc.send_signal(signum)
-    if attempt >= 4:
+    if attempt >= 4:  # A second signal while the first one's checkpoint is being written.
       time.sleep(0.05)
       proc.send_signal(signum)
     rest = proc.stderr.read()
     proc.wait(timeout=600)
     assert proc.returncode == 0, rest[-3000:]
+    stop = [line for line in rest.splitlines() if line.startswith('Interrupted by')]
+    assert len(stop) == 1, rest[-3000:]
+    stops.append(stop[0].split(';')[0])
     resumed = cli(workdir, *OVERRIDES)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert tree_equal(load_final(workdir, make_config()).state, trained[1]), attempt
+  print('\n'.join(stops))
 
 
 @pytest.mark.slow
@@ -496,6 +517,7 @@ def test_kill_during_checkpoint_write_resumes(trained, tmp_path):
     time.sleep(rng.uniform(0.0, 0.4))
     proc.kill()
     proc.wait(timeout=60)
+    print(attempt, sorted(os.listdir(os.path.join(workdir, 'checkpoints'))))
     resumed = cli(workdir, *OVERRIDES)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert tree_equal(load_final(workdir, make_config()).state, trained[1]), attempt
