@@ -107,7 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.ema_decay = 0.0  # EMA of generator weights for sampling; 0 = off (reference).
   c.train.on_nonfinite = 'stop'  # NaN/Inf losses or state: 'stop' (report, exit 1) or 'rollback' (newest good checkpoint, new key).
   c.train.max_rollbacks = 3  # With on_nonfinite='rollback': give up (stop) after this many rollbacks.
-  c.train.checkpoint_timeout = 300  # Seconds a checkpoint write may take before the run stops with an error.
+  c.train.checkpoint_timeout = 300.0  # Seconds a checkpoint write may take before the run stops with an error.
 
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = ()  # Metric protocol names run during training, e.g. ('fid10k',).
@@ -180,52 +180,45 @@ class Rule:
   length: int | None = None
   resumable: bool = False
 
+  def _bounds(self):
+    """(symbol, comparison, bound) of each bound that is set."""
+    return [(sym, op, bound) for sym, op, bound in (
+        ('>=', operator.ge, self.ge), ('>', operator.gt, self.gt),
+        ('<=', operator.le, self.le), ('<', operator.lt, self.lt)) if bound is not None]
+
+  def _choices(self) -> tuple:
+    return tuple(self.choices() if callable(self.choices) else self.choices)
+
   def allowed(self) -> str:
     """The accepted values in words, e.g. 'an int >= 1' or "one of 'max', 'sum'"."""
-    bounds = ', '.join(f'{op} {v:g}' for op, v in
-                       (('>=', self.ge), ('>', self.gt), ('<=', self.le), ('<', self.lt))
-                       if v is not None)
     if self.choices is not None:
       entry = 'one of ' + ', '.join(repr(c) for c in self._choices())
     else:
       entry = {'int': 'an int', 'float': 'a finite number', 'bool': 'True or False',
                'str': 'a string', 'ints': 'an int', 'strs': 'a string'}[self.kind]
-      entry += f' {bounds}' if bounds else ''
+      entry += ''.join(f' {sym} {bound:g}' for sym, _, bound in self._bounds())
     if self.kind in ('ints', 'strs'):
       count = f'{self.length} ' if self.length else ''
       return f'a tuple of {count}entries, each {entry}'
     return entry
 
-  def _choices(self) -> tuple:
-    return tuple(self.choices() if callable(self.choices) else self.choices)
-
   def _scalar_ok(self, value, kind: str) -> bool:
     if kind == 'bool':
       return isinstance(value, bool)
     if kind == 'str':
-      if not isinstance(value, str):
-        return False
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-      return False
-    elif kind == 'int' and not isinstance(value, int):
-      return False
-    elif not math.isfinite(value):
-      return False
+      ok = isinstance(value, str)
     else:
-      for op, bound in ((operator.ge, self.ge), (operator.gt, self.gt),
-                        (operator.le, self.le), (operator.lt, self.lt)):
-        if bound is not None and not op(value, bound):
-          return False
-    return self.choices is None or value in self._choices()
+      types = (int,) if kind == 'int' else (int, float)
+      ok = (isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
+            and all(op(value, bound) for _, op, bound in self._bounds()))
+    return ok and (self.choices is None or value in self._choices())
 
   def accepts(self, value) -> bool:
     if self.kind in ('ints', 'strs'):
-      if not isinstance(value, (tuple, list)):
-        return False
-      if self.length is not None and len(value) != self.length:
-        return False
       entry = 'int' if self.kind == 'ints' else 'str'
-      return all(self._scalar_ok(v, entry) for v in value)
+      return (isinstance(value, (tuple, list))
+              and (self.length is None or len(value) == self.length)
+              and all(self._scalar_ok(v, entry) for v in value))
     return self._scalar_ok(value, self.kind)
 
 
@@ -239,8 +232,8 @@ def _metric_names() -> list[str]:
   return sorted(registry.PROTOCOLS)
 
 
-def _int(ge=None, **kw) -> Rule:
-  return Rule('int', ge=ge, **kw)
+def _int(**kw) -> Rule:
+  return Rule('int', **kw)
 
 
 def _float(**kw) -> Rule:
@@ -255,33 +248,32 @@ def _choice(values, **kw) -> Rule:
   return Rule('str', choices=values, **kw)
 
 
-_POSITIVE = dict(ge=1)
-
 # Every field of base_config(), in its order. validate() rejects fields missing here, so a
-# new field needs one line: its rule, and resumable=True if a resumed run may change it.
+# new field needs one line: its rule, and resumable=True if a resumed run may change it
+# (schedule, logging, resources, and how samples are drawn after training).
 FIELDS: dict[str, Rule] = {
     'seed': _int(ge=0),
     'data.name': _choice(_dataset_names),
     'data.data_dir': Rule('str', resumable=True),
     'data.tfds_dir': Rule('str', resumable=True),
-    'data.image_size': _int(**_POSITIVE),
+    'data.image_size': _int(ge=1),
     'data.pixel_range': _choice(PIXEL_RANGES),
     'data.num_threads': _int(ge=0, resumable=True),
     'data.prefetch': _int(ge=0, resumable=True),
     'data.rebuild': _bool(resumable=True),
     'model.name': _choice(MODEL_NAMES),
-    'model.num_objects': _int(**_POSITIVE),
-    'model.min_objects': _int(**_POSITIVE),
-    'model.obj_size': _int(**_POSITIVE),
-    'model.bg_dim': _int(**_POSITIVE),
-    'model.obj_dim': _int(**_POSITIVE),
+    'model.num_objects': _int(ge=1),
+    'model.min_objects': _int(ge=1),
+    'model.obj_size': _int(ge=1),
+    'model.bg_dim': _int(ge=1),
+    'model.obj_dim': _int(ge=1),
     'model.upsample': _bool(),
-    'model.obj_channels': _int(**_POSITIVE),
-    'model.scene_channels': _int(**_POSITIVE),
-    'model.decoder_channels': Rule('ints', length=3, **_POSITIVE),
-    'model.disc_channels': Rule('ints', **_POSITIVE),
-    'model.interaction_hidden': _int(**_POSITIVE),
-    'model.scale_hidden': _int(**_POSITIVE),
+    'model.obj_channels': _int(ge=1),
+    'model.scene_channels': _int(ge=1),
+    'model.decoder_channels': Rule('ints', length=3, ge=1),
+    'model.disc_channels': Rule('ints', ge=1),
+    'model.interaction_hidden': _int(ge=1),
+    'model.scale_hidden': _int(ge=1),
     'model.scale_augment': _bool(),
     'model.use_interaction': _bool(),
     'model.residual': _bool(),
@@ -292,18 +284,18 @@ FIELDS: dict[str, Rule] = {
     'model.absent_pose': _float(),
     'model.pooling': _choice(POOLINGS),
     'model.fixed_objects': _bool(),
-    'model.eval_bg_range': _float(ge=0),
-    'model.eval_all_objects': _bool(),
+    'model.eval_bg_range': _float(ge=0, resumable=True),
+    'model.eval_all_objects': _bool(resumable=True),
     'model.clip_background': _bool(),
     'model.hide_absent': _bool(),
     'model.order_offset': _float(ge=0),
     'model.order_f1_sees_pose': _bool(),
     'model.order_position_on_single': _bool(),
-    'model.clip_length': _int(**_POSITIVE),
-    'model.rollout_steps': _int(**_POSITIVE),
-    'model.past_velocities': _int(**_POSITIVE),
-    'model.sample_frames': _int(**_POSITIVE),
-    'model.sample_start': _int(ge=0),
+    'model.clip_length': _int(ge=1),
+    'model.rollout_steps': _int(ge=1),
+    'model.past_velocities': _int(ge=1),
+    'model.sample_frames': _int(ge=1, resumable=True),
+    'model.sample_start': _int(ge=0, resumable=True),
     'model.reference_presence_bug': _bool(),
     'model.render_chunk': _int(ge=0, resumable=True),
     'model.compute_dtype': _choice(('float32', 'bfloat16')),
@@ -316,22 +308,22 @@ FIELDS: dict[str, Rule] = {
     'optim.b1': _float(ge=0, lt=1),
     'optim.b2': _float(ge=0, lt=1),
     'optim.eps': _float(ge=0),
-    'optim.gen_steps': _int(**_POSITIVE),
-    'train.batch_size': _int(**_POSITIVE),
+    'optim.gen_steps': _int(ge=1),
+    'train.batch_size': _int(ge=1),
     'train.num_steps': _int(ge=0, resumable=True),
-    'train.log_every': _int(resumable=True, **_POSITIVE),
-    'train.sample_every': _int(resumable=True, **_POSITIVE),
-    'train.checkpoint_every': _int(resumable=True, **_POSITIVE),
-    'train.keep_checkpoints': _int(resumable=True, **_POSITIVE),
-    'train.num_grid': _int(resumable=True, **_POSITIVE),
+    'train.log_every': _int(ge=1, resumable=True),
+    'train.sample_every': _int(ge=1, resumable=True),
+    'train.checkpoint_every': _int(ge=1, resumable=True),
+    'train.keep_checkpoints': _int(ge=1, resumable=True),
+    'train.num_grid': _int(ge=1, resumable=True),
     'train.ema_decay': _float(ge=0, lt=1),
     'train.on_nonfinite': _choice(('stop', 'rollback'), resumable=True),
-    'train.max_rollbacks': _int(resumable=True, **_POSITIVE),
+    'train.max_rollbacks': _int(ge=1, resumable=True),
     'train.checkpoint_timeout': _float(gt=0, resumable=True),
     'eval.metrics': Rule('strs', choices=_metric_names, resumable=True),
     'eval.every': _int(ge=0, resumable=True),
     'eval.split': _choice(('train', 'test'), resumable=True),
-    'eval.batch_size': _int(resumable=True, **_POSITIVE),
+    'eval.batch_size': _int(ge=1, resumable=True),
     'eval.resolution': _int(ge=0, resumable=True),
 }
 
