@@ -15,6 +15,23 @@ Paper (§4.3): FVD 556 on 30-frame clips; time-shuffled real sequences 920.
 
 from relate_jax.config import VIDEO, apply_variant, base_config
 
+# 'cpu': the same model at 32x32 with narrower layers and 10-frame clips, to see balls roll
+# after a CPU run (the docs/ GIF): `--config=configs/balls_in_bowl_video.py:cpu`.
+VARIANTS = {'cpu': {
+    'data.image_size': 32,
+    'model.obj_channels': 128,
+    'model.scene_channels': 64,
+    'model.decoder_channels': (64, 32, 32),
+    'model.disc_channels': (32, 64, 128),
+    'model.clip_length': 10,
+    'train.batch_size': 16,
+    'train.num_steps': 3_000,
+    'train.log_every': 25,
+    'train.sample_every': 250,
+    'train.checkpoint_every': 250,
+    'train.num_grid': 16,
+}}
+
 
 def get_config(variant=''):
   config = base_config()
@@ -41,4 +58,4 @@ def get_config(variant=''):
   config.train.batch_size = 32
   config.train.num_steps = 18_750  # 60 epochs x 10,000 clips / 32.
   config.eval.batch_size = 10
-  return apply_variant(config, variant)
+  return apply_variant(config, variant, VARIANTS)

@@ -48,6 +48,11 @@ def _normalise(loaded: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
+def workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """`workdir`'s resolved config on today's defaults; needs no checkpoint (baselines)."""
+  return _normalise(load_config(workdir))
+
+
 class Relate:
   """A trained generator: sample latents, render them, edit and re-render."""
 
@@ -56,16 +61,22 @@ class Relate:
     self.params = params
     self.step = step
     self.generator, self.discriminator = steps.build_models(config)
-    self._render = jax.jit(self._render_impl, static_argnames=('render_single',))
+    self._render = jax.jit(self._render_impl, static_argnames=('render_single', 'frames'))
     self._latents = jax.jit(self._latents_impl, static_argnames=('num', 'train'))
     mesh = steps.make_mesh()
     # Sampling is sharded over all local devices when the batch divides evenly.
     self._batch_sharding = (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
                             if mesh.size > 1 else None)
 
-  def _render_impl(self, params, latents, poses, render_single):
+  @property
+  def is_video(self) -> bool:
+    """True for the video model (relate_video): renders clips of frames."""
+    return self.config.model.name == config_lib.VIDEO
+
+  def _render_impl(self, params, latents, poses, render_single, frames):
+    kwargs = steps.generator_kwargs(self.config, train=False, frames=frames)
     return self.generator.apply({'params': params}, latents, render_single=render_single,
-                                poses=poses)
+                                poses=poses, **kwargs)
 
   def sample_latents(self, num: int, seed: int = 0, train: bool = False,
                      offset: int = 0) -> models.Latents:
@@ -83,32 +94,40 @@ class Relate:
     return jax.tree.map(lambda x: x[:, 0], one)
 
   def render(self, latents: models.Latents, poses=None, render_single: bool = False,
-             params=None):
+             params=None, frames: int | None = None):
     """Images in [-1, 1] (B, S, S, 3) and the aux dict (final poses, scales, ...).
 
-    poses: optional final poses θ (B, K, 2) that replace Γ's output.
+    poses: optional final poses θ (B, K, 2) that replace Γ's output (video model: θ(0),
+      the rollout runs from them).
     params: generator weights to use instead of the loaded ones (e.g. during training).
+    frames: video model only: frames per video (default model.sample_frames); the videos
+      are (B, F, S, S, 3) and aux['poses'] is θ(t) (B, F, K, 2). Each length compiles once.
     """
     return self._render(self.params if params is None else params, latents, poses,
-                        render_single)
+                        render_single, frames if self.is_video else None)
 
-  def sample_batches(self, num: int, seed: int = 0,
-                     batch_size: int = 64) -> Iterator[tuple[np.ndarray, models.Latents, np.ndarray]]:
+  def sample_batches(self, num: int, seed: int = 0, batch_size: int = 64,
+                     frames: int | None = None, with_aux: bool = False
+                     ) -> Iterator[tuple[np.ndarray, models.Latents, np.ndarray]]:
     """Yields (uint8 images, latents, final poses θ) batches totalling `num` samples,
-    deterministic in `seed`."""
+    deterministic in `seed`. Video model: uint8 videos (B, F, S, S, 3) of `frames` frames
+    (default model.sample_frames) and θ(t) (B, F, K, 2). with_aux: the third element is the
+    renderer's whole aux dict (NumPy: 'poses', 'scales', ...) instead of the poses."""
     for start in range(0, num, batch_size):
       latents = self.sample_latents(batch_size, seed=seed, offset=start)
       if self._batch_sharding is not None and batch_size % self._batch_sharding.mesh.size == 0:
         latents = jax.device_put(latents, self._batch_sharding)
-      images, aux = self.render(latents)
+      images, aux = self.render(latents, frames=frames)
       count = min(batch_size, num - start)
       images = pixels.to_uint8(np.asarray(jax.device_get(images))[:count])
+      aux = jax.tree.map(lambda x: np.asarray(x)[:count], aux)
       yield (images, jax.tree.map(lambda x: np.asarray(x)[:count], latents),
-             np.asarray(aux['poses'])[:count])
+             aux if with_aux else aux['poses'])
 
-  def sample(self, num: int, seed: int = 0, batch_size: int = 64):
-    """`num` samples as uint8 (num, S, S, 3) and their Latents (NumPy)."""
-    batches = [b[:2] for b in self.sample_batches(num, seed, batch_size)]
+  def sample(self, num: int, seed: int = 0, batch_size: int = 64, frames: int | None = None):
+    """`num` samples as uint8 (num, S, S, 3) (video: (num, F, S, S, 3)) and their Latents
+    (NumPy)."""
+    batches = [b[:2] for b in self.sample_batches(num, seed, batch_size, frames)]
     images = np.concatenate([b[0] for b in batches])
     latents = jax.tree.map(lambda *xs: np.concatenate(xs), *[b[1] for b in batches])
     return images, latents
@@ -146,11 +165,6 @@ class TrainingEvaluator:
     self.workdir = workdir
 
   def __call__(self, state: steps.TrainState, step: int) -> dict[str, float]:
-    model = from_state(self.config, state)
-
-    def sample_fn(num, seed, batch_size):
-      for images, _, _ in model.sample_batches(num, seed, batch_size):
-        yield images
-
-    return self._registry.evaluate(self.config, sample_fn, list(self.config.eval.metrics),
-                                   self.workdir, step=step)
+    samples = self._registry.ModelSamples(from_state(self.config, state))
+    return self._registry.evaluate(self.config, samples.images, list(self.config.eval.metrics),
+                                   self.workdir, step=step, pose_fn=samples.poses)

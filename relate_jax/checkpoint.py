@@ -105,8 +105,9 @@ def nonfinite_arrays(arrays: list[tuple[str, np.ndarray]]) -> list[str]:
 
 
 def save(mgr: ocp.CheckpointManager, state: Any, data_iterator=None, *, rollbacks: int = 0,
-         timeout_s: float = 300.0) -> bool:
-  """Saves `state` (and the grain iterator) at `state.step` and waits until it is on disk.
+         timeout_s: float = 300.0, force: bool = False) -> bool:
+  """Saves `state` (and the grain iterator) at `state.step` and waits until it is on disk
+  (force: Orbax's, save even off its save interval).
 
   Raises:
     NonFiniteState: some state array has NaN/Inf entries; nothing is written.
@@ -126,7 +127,7 @@ def save(mgr: ocp.CheckpointManager, state: Any, data_iterator=None, *, rollback
     meta['items'].append('data')
     meta['data_sha256'] = _iterator_sha256(data_iterator)
   items['meta'] = ocp.args.JsonSave(meta)
-  saved = mgr.save(step, args=ocp.args.Composite(**items))
+  saved = mgr.save(step, args=ocp.args.Composite(**items), force=force)
   deadline = time.monotonic() + timeout_s
   while mgr.is_saving_in_progress():
     if time.monotonic() > deadline:

@@ -105,6 +105,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3  # Checkpoints kept on disk.
   c.train.num_grid = 64  # Images in the sample grid.
   c.train.ema_decay = 0.0  # EMA of generator weights for sampling; 0 = off (reference).
+  c.train.reference_schedule = False  # D called separately per sub-batch in the reference's order, one power iteration per call (slower; for parity).
   c.train.on_nonfinite = 'stop'  # NaN/Inf losses or state: 'stop' (report, exit 1) or 'rollback' (newest good checkpoint, new key).
   c.train.max_rollbacks = 3  # With on_nonfinite='rollback': give up (stop) after this many rollbacks.
   c.train.checkpoint_timeout = 300.0  # Seconds a checkpoint write may take before the run stops with an error.
@@ -317,6 +318,7 @@ FIELDS: dict[str, Rule] = {
     'train.keep_checkpoints': _int(ge=1, resumable=True),
     'train.num_grid': _int(ge=1, resumable=True),
     'train.ema_decay': _float(ge=0, lt=1),
+    'train.reference_schedule': _bool(),
     'train.on_nonfinite': _choice(('stop', 'rollback'), resumable=True),
     'train.max_rollbacks': _int(ge=1, resumable=True),
     'train.checkpoint_timeout': _float(gt=0, resumable=True),

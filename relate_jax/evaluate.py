@@ -1,18 +1,25 @@
 """Standalone evaluation of a training workdir's newest checkpoint.
 
   python -m relate_jax.evaluate --workdir=DIR --metrics=fid10k,kid10k [--config=configs/x.py]
+  python -m relate_jax.evaluate --workdir=DIR --metrics=fvd500,kvd500,motion500   # video
+  python -m relate_jax.evaluate --workdir=DIR --metrics=fvd500 --baseline=shuffled
 
 Without --config the resolved config that training wrote into the workdir is used; with
 --config=configs/x.py its `eval` settings apply (and `--config.eval.resolution=96` & co.
-override them), while the generator is always built from the workdir's config. Metrics are the registry's protocols
-(relate_jax/metrics/registry.py); results are printed and appended to
-<workdir>/metrics.jsonl with the checkpoint's step. `disentanglement` is also accepted: the
-median distance (px) of Table A1 on 1,000 generated scenes with 5 objects, and
-`position_error`: the mean pixel error of D's position head on real test images whose dataset
-stores object positions (shapes, BallsInBowl).
+override them), while the generator is always built from the workdir's config. Metrics are
+the registry's protocols (relate_jax/metrics/registry.py): images (fid*, kid*), videos of 30
+frames (fvd*, kvd*) and the BallsInBowl trajectory statistics motion500, all sampled through
+relate_jax.api.Relate.sample_batches; results are printed and appended to
+<workdir>/metrics.jsonl with the checkpoint's step. `--baseline=shuffled` scores the paper's
+baseline instead of the model: time-shuffled real train clips against the test clips, with
+the workdir's dataset (no checkpoint is read). Two more names are accepted for static
+models: `disentanglement`, the median distance (px) of Table A1 on 1,000 generated scenes
+with 5 objects, and `position_error`, the mean pixel error of D's position head on real
+test images whose dataset stores object positions (shapes, BallsInBowl).
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -21,30 +28,26 @@ from ml_collections import config_flags
 
 from relate_jax.metrics import registry
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.',
-                               required=True)
-_METRICS = flags.DEFINE_list('metrics', ['fid10k', 'kid10k'],
-                             f'Protocols: {", ".join(sorted(registry.PROTOCOLS))}, '
-                             'disentanglement.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (default: workdir).')
-
 DISENTANGLEMENT = 'disentanglement'
 POSITION = 'position_error'
 
 
-def run(workdir: str, names: list[str], config=None, step: int | None = None) -> dict:
-  """Loads the checkpoint through relate_jax.api and runs the named metrics."""
+def run(workdir: str, names: list[str], config=None, step: int | None = None,
+        baseline: str | None = None) -> dict:
+  """Runs the named metrics on the checkpoint (through relate_jax.api) or a baseline."""
   from relate_jax import api  # pylint: disable=g-import-not-at-top
+  protocols = [n for n in names if n not in (DISENTANGLEMENT, POSITION)]
+  if baseline is not None:
+    if len(protocols) < len(names):
+      raise ValueError(f'--baseline applies to the registry\'s video protocols, not '
+                       f'{", ".join(n for n in names if n not in protocols)}')
+    config = config if config is not None else api.workdir_config(workdir)
+    return registry.evaluate(config, None, protocols, workdir, baseline=baseline)
   model = api.load(workdir, step=step)
   config = config if config is not None else model.config
-  protocols = [n for n in names if n not in (DISENTANGLEMENT, POSITION)]
-
-  def sample_fn(num, seed, batch_size):
-    for images, _, _ in model.sample_batches(num, seed=seed, batch_size=batch_size):
-      yield images
-
-  results = registry.evaluate(config, sample_fn, protocols, workdir, step=model.step)
+  samples = registry.ModelSamples(model)
+  results = registry.evaluate(config, samples.images, protocols, workdir, step=model.step,
+                              pose_fn=samples.poses)
   if DISENTANGLEMENT in names:
     results[DISENTANGLEMENT] = disentanglement(model, workdir)
   if POSITION in names:
@@ -119,13 +122,32 @@ def disentanglement(model, workdir: str, num: int = 1000, batch_size: int = 50) 
   return value
 
 
+def _define_flags() -> None:
+  """The command line's flags, defined only when run as a program: importing this module
+  (tests, notebooks) next to another CLI module must not clash on --workdir & co."""
+  flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.', required=True)
+  flags.DEFINE_list('metrics', ['fid10k', 'kid10k'],
+                    f'Protocols: {", ".join(sorted(registry.PROTOCOLS))}, '
+                    'disentanglement, position_error.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
+  config_flags.DEFINE_config_file('config', None, 'Config file (default: workdir).')
+  flags.DEFINE_enum('baseline', None, list(registry.BASELINES),
+                    'Score a baseline instead of the model (no checkpoint needed): '
+                    'shuffled = real train clips with their frames shuffled.')
+
+
 def main(argv):
   del argv
-  results = run(_WORKDIR.value, _METRICS.value, _CONFIG.value, _STEP.value)
+  f = flags.FLAGS
+  try:
+    results = run(f.workdir, f.metrics, f.config, f.step, f.baseline)
+  except (ValueError, FileNotFoundError) as e:  # Unknown metric, wrong dataset, no workdir.
+    sys.exit(f'error: {e}')
   for name, value in results.items():
     logging.info('%s: %.4f', name, value)
     print(f'{name}: {value:.4f}')
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

@@ -15,7 +15,7 @@ Generator phase (M updates per iteration):
 position loss cannot collapse the poses to zero.
 """
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -47,24 +47,32 @@ def position_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean((prediction - target) ** 2)
 
 
-def gradient_penalty(logit_fn: Callable[[jax.Array], jax.Array], real: jax.Array,
-                     key: jax.Array) -> jax.Array:
+def gradient_penalty(logit_fn: Callable[[jax.Array], tuple[jax.Array, Any]], real: jax.Array,
+                     key: jax.Array) -> tuple[jax.Array, Any]:
   """DRAGAN-style penalty mean_b (‖∇_x̃ D(x̃)‖₂ − 1)² around the real images.
 
   x̃ = x + α·(y − x) with y = x + 0.5·std(x)·β, β ~ U[0, 1) per element, α ~ U[0, 1) per
   sample and std the unbiased standard deviation of the whole batch, as the reference.
 
   Args:
-    logit_fn: images (B, H, W, C) -> real/fake logits (B,). Samples must not interact
-      (D normalises per instance), so the gradient of the sum is per-sample.
+    logit_fn: images (B, H, W, C) -> (real/fake logits (B,), aux). Samples must not
+      interact (D normalises per instance), so the gradient of the sum is per-sample.
+      aux (e.g. D's updated spectral-norm vectors) is passed through.
     real: real images (B, H, W, C).
     key: PRNG key.
+
+  Returns:
+    (penalty, aux).
   """
   key_beta, key_alpha = jax.random.split(key)
   beta = jax.random.uniform(key_beta, real.shape, real.dtype)
   perturbed = real + 0.5 * jnp.std(real, ddof=1) * beta
   alpha = jax.random.uniform(key_alpha, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
   interpolated = jax.lax.stop_gradient(real + alpha * (perturbed - real))
-  grads = jax.grad(lambda x: logit_fn(x).sum())(interpolated)
+  def total(x):
+    logits, aux = logit_fn(x)
+    return logits.sum(), aux
+
+  grads, aux = jax.grad(total, has_aux=True)(interpolated)
   norms = jnp.sqrt(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=1) + 1e-12)
-  return jnp.mean((norms - 1.0) ** 2)
+  return jnp.mean((norms - 1.0) ** 2), aux

@@ -8,10 +8,14 @@ as an uninterrupted one.
 
 Work the reference did and threw away is not done here: the D update takes gradients
 w.r.t. D only (the reference backpropagated through G as well), and the G updates only
-w.r.t. G. The real, fake and single-object batches go through D as one concatenated
-batch: D normalises per instance, so this equals separate calls, except that the
-spectral-norm power iteration (one per D call, torch train-mode semantics) runs once per
-phase instead of once per sub-batch.
+w.r.t. G. By default the real, fake and single-object batches go through D as one
+concatenated batch: D normalises per instance, so this equals separate calls, except that
+the spectral-norm power iteration (one per D call, torch train-mode semantics) runs once
+per phase instead of once per sub-batch. `train.reference_schedule=True` runs the
+iteration the reference runs, call by call: D separately on each sub-batch in the
+reference's order (static: fake, single-object, real, then the gradient penalty's call;
+ordered: fake, real; video: position input, fake, real), each with its own power
+iteration, including the calls inside the G updates.
 """
 
 import functools
@@ -153,8 +157,9 @@ class Phases:
     return frames_to_channels(real) if real.ndim == 5 else real
 
   def generate(self, g_params, latents: Latents) -> dict:
-    """{'fake': D input (B, S, S, C), 'position': D input of the position head, or None
-    when the head reads `fake`, 'target': the position target (B, 2)}."""
+    """{'inputs': D inputs of the generated batch by name, in the order the reference calls
+    D on them — 'fake' (B, S, S, C) and, when the position head reads its own batch,
+    'position' — and 'target': the position target (B, 2)}."""
     m = self.config.model
     single = m.name != config_lib.ORDERED or m.order_position_on_single
     fake, aux = self.generator.apply({'params': g_params}, latents, render_single=single,
@@ -165,9 +170,13 @@ class Phases:
           [first] + [jax.lax.stop_gradient(first)] * (m.clip_length - 1), -1)
       target = (jax.lax.stop_gradient(losses.selected_pose(aux['start_poses'], latents.select))
                 + losses.selected_pose(aux['start_displacement'], latents.select))
-      return {'fake': frames_to_channels(fake), 'position': position, 'target': target}
+      return {'inputs': {'position': position, 'fake': frames_to_channels(fake)},
+              'target': target}
     target = jax.lax.stop_gradient(losses.selected_pose(aux['poses'], latents.select))
-    return {'fake': fake, 'position': aux['single'] if single else None, 'target': target}
+    inputs = {'fake': fake}
+    if single:
+      inputs['position'] = aux['single']
+    return {'inputs': inputs, 'target': target}
 
   def _run_d(self, d_params, spectral, images):
     """D on images with one spectral-norm power iteration; returns (outputs, new vectors)."""
@@ -175,13 +184,21 @@ class Phases:
                                             update_stats=True, mutable=['spectral'])
     return out, updates['spectral']
 
-  def _run_d_on(self, d_params, spectral, batches: list[jax.Array | None]):
-    """D once on the concatenation of the given batches (None entries skipped): one output
-    dict per batch (None for skipped ones) and the new spectral vectors."""
-    present = [x for x in batches if x is not None]
-    out, spectral = self._run_d(d_params, spectral, jnp.concatenate(present))
-    parts = iter(_split(out, len(present)))
-    return [None if x is None else next(parts) for x in batches], spectral
+  def _run_d_on(self, d_params, spectral, inputs: dict) -> tuple[dict, PyTree]:
+    """D's outputs on each named batch of `inputs` and the new spectral vectors.
+
+    Fast form (default): one call on the concatenated batches, one power iteration.
+    train.reference_schedule: one call per batch in the order of `inputs` (the
+    reference's), each with its own power iteration on the vectors the previous call left.
+    D normalises per instance, so only the spectral-norm vectors tell the two apart.
+    """
+    if self.config.train.reference_schedule:
+      outputs = {}
+      for name, images in inputs.items():
+        outputs[name], spectral = self._run_d(d_params, spectral, images)
+      return outputs, spectral
+    out, spectral = self._run_d(d_params, spectral, jnp.concatenate(list(inputs.values())))
+    return dict(zip(inputs, _split(out, len(inputs)))), spectral
 
   def discriminator_update(self, state: TrainState, real: jax.Array,
                            key: jax.Array) -> tuple[TrainState, dict]:
@@ -193,21 +210,24 @@ class Phases:
     fake = jax.lax.stop_gradient(self.generate(state.g_params, latents))
 
     def loss_fn(d_params):
-      (on_real, on_fake, on_position), spectral = self._run_d_on(
-          d_params, state.spectral, [real, fake['fake'], fake['position']])
-      on_position = on_fake if on_position is None else on_position
+      on, spectral = self._run_d_on(d_params, state.spectral, dict(fake['inputs'], real=real))
+      on_position = on.get('position', on['fake'])
       terms = {
-          'd_gan': losses.bce(on_real['logit'], 1.0) + losses.bce(on_fake['logit'], 0.0),
-          'd_style': (losses.style_bce(on_real['style'], 1.0)
-                      + losses.style_bce(on_fake['style'], 0.0)),
+          'd_gan': losses.bce(on['real']['logit'], 1.0) + losses.bce(on['fake']['logit'], 0.0),
+          'd_style': (losses.style_bce(on['real']['style'], 1.0)
+                      + losses.style_bce(on['fake']['style'], 0.0)),
           'd_position': losses.position_loss(on_position['position'], fake['target']),
       }
       total = (w.gan * terms['d_gan'] + w.style_disc * terms['d_style']
                + w.position * terms['d_position'])
       if w.gradient_penalty:
         def logit_fn(x):
-          return self._run_d(d_params, spectral, x)[0]['logit']
-        terms['d_penalty'] = losses.gradient_penalty(logit_fn, real, key_penalty)
+          out, vectors = self._run_d(d_params, spectral, x)
+          return out['logit'], vectors
+        terms['d_penalty'], penalty_spectral = losses.gradient_penalty(
+            logit_fn, real, key_penalty)
+        if self.config.train.reference_schedule:  # The reference's 4th D call iterates too.
+          spectral = penalty_spectral
         total = total + w.gradient_penalty * terms['d_penalty']
       return total, (terms, spectral)
 
@@ -225,12 +245,11 @@ class Phases:
 
     def loss_fn(g_params):
       fake = self.generate(g_params, latents)
-      (on_fake, on_position), spectral = self._run_d_on(
-          state.d_params, state.spectral, [fake['fake'], fake['position']])
-      on_position = on_fake if on_position is None else on_position
+      on, spectral = self._run_d_on(state.d_params, state.spectral, fake['inputs'])
+      on_position = on.get('position', on['fake'])
       terms = {
-          'g_gan': losses.bce(on_fake['logit'], 1.0),
-          'g_style': losses.style_bce(on_fake['style'], 1.0),
+          'g_gan': losses.bce(on['fake']['logit'], 1.0),
+          'g_style': losses.style_bce(on['fake']['style'], 1.0),
           'g_position': losses.position_loss(on_position['position'], fake['target']),
       }
       total = (w.gan * terms['g_gan'] + w.style_gen * terms['g_style']

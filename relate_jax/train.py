@@ -4,7 +4,7 @@ All maths lives in `steps.py`; this file only drives it. Outputs in the workdir:
   config.json, config_history.jsonl  the resolved config and its history (`workdir.py`)
   checkpoints/<step>/  Orbax checkpoints (train state + input iterator + checksums)
   tensorboard/         TensorBoard scalars and sample grids
-  samples/             sample grids from fixed latents, step_<step>.png
+  samples/             sample grids from fixed latents, step_<step>.png (video: .gif)
   metrics.jsonl        evaluation results (when config.eval.metrics is set)
 
 Long runs never lose work:
@@ -40,6 +40,7 @@ from relate_jax import data as data_lib
 from relate_jax import models
 from relate_jax import pixels
 from relate_jax import steps
+from relate_jax import video_io
 from relate_jax import workdir as workdir_lib
 
 
@@ -71,6 +72,13 @@ def describe(config: ml_collections.ConfigDict) -> str:
            'Discriminator (D with position head P):', models.param_table(state.d_params),
            f'  total discriminator parameters: {models.count_params(state.d_params):,}']
   return '\n'.join(lines)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """config.json (earlier versions kept in the history) for tools that fill a workdir
+  themselves, e.g. the PyTorch checkpoint converter."""
+  workdir_lib.record_config(config, workdir,
+                            workdir_lib.check_config(config, workdir, allow_change=True))
 
 
 def local(tree):
@@ -121,9 +129,25 @@ class SampleGrid:
                                          config.train.num_grid, train=False)
 
   def __call__(self, params) -> np.ndarray:
-    """uint8 grid (H, W, 3) of the fixed latents rendered with `params`."""
+    """uint8 grid (H, W, 3) of the fixed latents rendered with `params`; for the video
+    model one grid per frame (F, H, W, 3)."""
     images, _ = self._model.render(self.latents, params=local(params))
-    return data_lib.make_grid(pixels.to_uint8(jax.device_get(images)))
+    images = pixels.to_uint8(jax.device_get(images))
+    if images.ndim == 5:
+      return np.stack([data_lib.make_grid(images[:, t]) for t in range(images.shape[1])])
+    return data_lib.make_grid(images)
+
+
+def write_samples(writer, workdir: str, grid: np.ndarray, step: int) -> None:
+  """samples/step_<step>.png (or .gif for a video grid) and the same in TensorBoard."""
+  name = os.path.join(workdir, 'samples', f'step_{step:08d}')
+  if grid.ndim == 4:
+    video_io.write_gif(name + '.gif', grid, fps=4.0)
+    video_io.add_tensorboard_gif(writer, 'samples', grid, step)
+  else:
+    Image.fromarray(grid).save(name + '.png')
+    writer.add_image('samples', grid, step, dataformats='HWC')
+  writer.flush()
 
 
 class _Run:
@@ -281,9 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if step % t.sample_every == 0 or step == t.num_steps:
           image = grid(steps.generator_params(run.state))
           if writer is not None:
-            Image.fromarray(image).save(os.path.join(workdir, 'samples', f'step_{step:08d}.png'))
-            writer.add_image('samples', image, step, dataformats='HWC')
-            writer.flush()
+            write_samples(writer, workdir, image, step)
         if evaluator is not None and (step % config.eval.every == 0 or step == t.num_steps):
           if stop.signal_name is None:
             results = evaluator(run.state, step)

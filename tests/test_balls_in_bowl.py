@@ -148,8 +148,6 @@ def test_tiny_builds_through_the_data_pipeline(tmp_path, monkeypatch):
   cls = 'relate_jax.data.builders.balls_in_bowl:BallsInBowl'
   monkeypatch.setitem(registry.DATASETS, 'balls_in_bowl_tiny',
                       registry.DatasetEntry(cls, variant='tiny', needs_data_dir=False))
-  monkeypatch.setitem(registry.DATASETS, 'balls_in_bowl_video_tiny', registry.DatasetEntry(
-      cls, variant='video_tiny', feature='video', needs_data_dir=False))
   config = base_config()
   config.data.name = 'balls_in_bowl_tiny'
   config.data.image_size = 32
@@ -181,15 +179,106 @@ def test_tiny_builds_through_the_data_pipeline(tmp_path, monkeypatch):
   shared = {tuple(r) for r in test_notes['bowl_axes']} & {tuple(r) for r in notes['bowl_axes']}
   assert not shared  # The test split has its own seed.
 
-  # Video view: one example per sequence, all T frames.
+  # Video view: one example per sequence, all T frames; clips are cut from them.
   config.data.name = 'balls_in_bowl_video_tiny'
   assert data.num_examples(config, 'train') == builder_lib.TINY_TRAIN
+  config.model.clip_length = 15
   clips = next(data.make_train_iterator(config, process_index=0, process_count=1))
-  assert clips['video'].shape == (4, t, 32, 32, 3) and clips['video'].dtype == np.uint8
-  notes = data.annotations(config, 'train')
+  assert clips['video'].shape == (4, 15, 32, 32, 3) and clips['video'].dtype == np.uint8
+  notes = data.annotations(config, 'train', frames=t)
   assert notes['positions'].shape == (builder_lib.TINY_TRAIN, t, k, 2)
   np.testing.assert_array_equal(notes['positions'], truth.positions[notes['sequence']])
-  video = next(data.iterate_split(config, 'train', 1))
+  video = next(data.iterate_split(config, 'train', 1, frames=t))
   np.testing.assert_array_equal(
       video[0], bb.render_frames(truth.positions[notes['sequence'][:1]],
                                  truth.bowls.take(notes['sequence'][:1]), 32)[0])
+
+
+@pytest.fixture(scope='module')
+def video_config(tmp_path_factory):
+  """The 'video_tiny' build (4 train / 2 test sequences of 32 frames) at 32 px."""
+  from relate_jax.config import base_config
+  config = base_config()
+  config.data.name = 'balls_in_bowl_video_tiny'
+  config.data.image_size = 32
+  config.data.tfds_dir = str(tmp_path_factory.mktemp('tfds'))
+  config.model.clip_length = 15
+  config.train.batch_size = 2
+  return config
+
+
+def _whole_sequences(config, split):
+  """{sequence number: uint8 (32, S, S, 3)} of the stored sequences."""
+  from relate_jax import data
+  videos = np.concatenate(list(data.iterate_split(config, split, 4, frames=32)))
+  return dict(zip(data.annotations(config, split, frames=32)['sequence'], videos))
+
+
+def _locate(clip, sequences):
+  """(sequence, start) whose frames start .. start + T - 1 are `clip`."""
+  t = len(clip)
+  found = [(n, s) for n, video in sequences.items() for s in range(len(video) - t + 1)
+           if np.array_equal(video[s:s + t], clip)]
+  assert len(found) == 1, found
+  return found[0]
+
+
+def test_video_training_clips_have_a_random_start_per_example_and_epoch(video_config, tmp_path):
+  import grain
+  import orbax.checkpoint as ocp
+  from relate_jax import data
+
+  def take(it, n):
+    return [next(it)['video'] for _ in range(n)]
+
+  sequences = _whole_sequences(video_config, 'train')
+  it = data.make_train_iterator(video_config, process_index=0, process_count=1)
+  batches = take(it, 8)  # 4 epochs of 4 sequences in batches of 2.
+  located = [_locate(clip, sequences) for clip in np.concatenate(batches)]
+  for epoch in range(4):  # Every sequence once per epoch, from a start in 0 .. 32 - 15.
+    assert sorted(n for n, _ in located[4 * epoch:4 * epoch + 4]) == sorted(sequences)
+  starts = [s for _, s in located]
+  assert all(0 <= s <= 17 for s in starts) and len(set(starts)) > 4
+  by_sequence = {n: {s for m, s in located if m == n} for n in sequences}
+  assert any(len(s) > 1 for s in by_sequence.values())  # A new start in a later epoch.
+  again = take(data.make_train_iterator(video_config, process_index=0, process_count=1), 8)
+  for x, y in zip(batches, again):  # Deterministic in config.seed.
+    np.testing.assert_array_equal(x, y)
+
+  # The iterator state in a checkpoint restores the same clips (same starts).
+  it = data.make_train_iterator(video_config, process_index=0, process_count=1)
+  take(it, 3)
+  with ocp.CheckpointManager(tmp_path / 'ckpt') as manager:
+    manager.save(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
+    manager.wait_until_finished()
+    expected = take(it, 3)
+    fresh = data.make_train_iterator(video_config, process_index=0, process_count=1)
+    manager.restore(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(fresh)))
+  for x, y in zip(expected, take(fresh, 3)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_video_evaluation_clips_and_time_shuffled_view(video_config):
+  from relate_jax import data
+  from relate_jax.data import pipeline
+  from relate_jax.data.builders import balls_in_bowl as builder_lib
+  sequences = _whole_sequences(video_config, 'test')
+  # The first F frames of every test sequence, in stored order, with their ground truth.
+  clips = np.concatenate(list(data.iterate_split(video_config, 'test', 4, frames=30)))
+  notes = data.annotations(video_config, 'test', frames=30)
+  assert clips.shape == (builder_lib.TINY_TEST, 30, 32, 32, 3)
+  truth = bb.simulate_sequences(builder_lib.SPLIT_SEEDS['test'], builder_lib.TINY_TEST, 32)
+  for clip, n, positions in zip(clips, notes['sequence'], notes['positions']):
+    np.testing.assert_array_equal(clip, sequences[n][:30])
+    np.testing.assert_array_equal(positions, truth.positions[n, :30])
+  # Time-shuffled: the same frames and positions in the order time_permutation(i).
+  shuffled = np.concatenate(list(data.iterate_split(video_config, 'test', 4, frames=30,
+                                                    shuffle_time=True)))
+  shuffled_notes = data.annotations(video_config, 'test', frames=30, shuffle_time=True)
+  for i in range(len(clips)):
+    order = pipeline.time_permutation(i, 30)
+    assert np.any(order != np.arange(30))
+    np.testing.assert_array_equal(shuffled[i], clips[i][order])
+    np.testing.assert_array_equal(shuffled_notes['positions'][i], notes['positions'][i][order])
+  with pytest.raises(ValueError, match='no clip of 33 frames'):
+    next(data.iterate_split(video_config, 'test', 4, frames=33))

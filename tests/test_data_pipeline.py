@@ -204,11 +204,25 @@ def test_require_manual_dir_names_layout_directory_and_source(tmp_path):
 @pytest.mark.parametrize('name', sorted(registry.DATASETS))
 def test_registry_entries_resolve_to_builder_configs_with_their_feature(name, tmp_path):
   cls = registry.builder_class(name)
+  entry = registry.entry(name)
   for size in (32, 128):
     builder = cls(config=registry.builder_config(name, size), data_dir=str(tmp_path))
     features = builder.info.features
-    assert registry.entry(name).feature in features
-    assert features[registry.entry(name).feature].shape[-3:] == (size, size, 3)
+    stored = 'image' if entry.frame_examples else entry.feature  # One frame per example.
+    assert stored in features
+    assert features[stored].shape[-3:] == (size, size, 3)
+    if entry.frame_examples:
+      assert {'video_id', 'frame', 'video_frames'} <= set(features)
+    if entry.feature == 'video':  # The builder owns the clip rules the pipeline reads.
+      assert cls.CLIP_STRIDE >= 1
+      assert callable(cls.training_clips) and callable(cls.evaluation_clips)
+
+
+def test_clip_arguments_are_refused_for_image_datasets(config):
+  with pytest.raises(ValueError, match='video datasets'):
+    next(data.iterate_split(config, 'test', 4, frames=30))
+  with pytest.raises(ValueError, match='video datasets'):
+    data.annotations(config, 'test', shuffle_time=True)
 
 
 def test_cli_missing_raw_data_exits_with_the_layout(tmp_path):

@@ -13,7 +13,6 @@ import pytest
 
 from relate_jax.models import (Discriminator, RelateGenerator, compose, count_params,
                                param_table, sample_latents)
-from relate_jax.models.convert import from_torch_state_dict
 from relate_jax.models.interaction import Interaction, StackChain
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
@@ -383,69 +382,6 @@ def test_stack_chain_builds_upwards():
   assert np.all(np.abs(steps[..., 0][upper]) <= 0.2)
   assert np.all(theta[~present] == mc.absent_pose)
   assert np.abs(theta[:, 0] - np.asarray(lat.poses)[:, 0]).max() <= 0.5
-
-
-def _reference_clevr_state_dict(rng):
-  """Random arrays with the shapes of the reference clevr-train state dict (REFERENCE §3.1)."""
-  shapes = {'zbg': (1, 256, 16, 16), 'zfg': (1, 512, 6, 6)}
-  g = 'generator.'
-  for name, (c_in, c_out) in {'bg_generator': (1, None), 'obj_generator': (20, None)}.items():
-    channels = (256, 512, 256) if name == 'bg_generator' else (512, 512, 256)
-    for i, c in enumerate(channels):
-      shapes[f'{g}{name}.style{i + 1}.mlp.0.weight'] = (2 * c, c_in)
-      shapes[f'{g}{name}.style{i + 1}.mlp.0.bias'] = (2 * c,)
-  for name, convs in {'bg_generator': [(256, 512), (512, 256)],
-                      'obj_generator': [(512, 512), (512, 256)]}.items():
-    for i, (a, b) in enumerate(convs):
-      shapes[f'{g}{name}.deconv{i + 1}.0.weight'] = (a, b, 3, 3)
-      shapes[f'{g}{name}.deconv{i + 1}.0.bias'] = (b,)
-  for i, (o, n) in enumerate([(32, 23), (32, 32), (1, 32)]):
-    shapes[f'{g}obj_generator.scale.{2 * i}.weight'] = (o, n)
-    shapes[f'{g}obj_generator.scale.{2 * i}.bias'] = (o,)
-  for i, (a, b, k) in enumerate([(256, 128, 4), (128, 64, 4), (64, 64, 3), (64, 64, 4),
-                                 (64, 3, 3)]):
-    for prefix in (f'{g}deconv{i + 1}.0', f'{g}upsample_net.{i}.0'):
-      shapes[f'{prefix}.weight'] = (a, b, k, k)
-      shapes[f'{prefix}.bias'] = (b,)
-  d = 'discriminator.'
-  shapes[f'{d}disc_conv1.weight'], shapes[f'{d}disc_conv1.bias'] = (64, 3, 5, 5), (64,)
-  for i, (a, b) in enumerate([(64, 128), (128, 256), (256, 512), (512, 1024)]):
-    shapes[f'{d}disc_conv{i + 2}.bias'] = (b,)
-    shapes[f'{d}disc_conv{i + 2}.weight_orig'] = (b, a, 5, 5)
-    shapes[f'{d}disc_conv{i + 2}.weight_u'] = (b,)
-    shapes[f'{d}disc_conv{i + 2}.weight_v'] = (a * 25,)
-    for suffix, shape in [('bias', (b,)), ('weight_orig', (b,)), ('weight_u', (b,)),
-                          ('weight_v', (1,))]:
-      shapes[f'{d}inorm{i + 1}.0.{suffix}'] = shape
-    shapes[f'{d}class{i + 1}.weight'], shapes[f'{d}class{i + 1}.bias'] = (1, 2 * b), (1,)
-  for name, o in (('dh4', 1), ('enc', 2)):
-    shapes[f'{d}{name}.bias'], shapes[f'{d}{name}.weight_orig'] = (o,), (o, 16384)
-    shapes[f'{d}{name}.weight_u'], shapes[f'{d}{name}.weight_v'] = (o,), (16384,)
-  for name, layer_shapes in (('interaction', [(32, 48), (32, 32), (32, 32)]),
-                             ('v', [(32, 57), (32, 32), (2, 32)])):
-    for i, (o, n) in enumerate(layer_shapes):
-      shapes[f'Gamma.{name}.{2 * i}.weight'], shapes[f'Gamma.{name}.{2 * i}.bias'] = (o, n), (o,)
-  return {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-
-
-def test_reference_checkpoint_converts_to_our_layout():
-  state = _reference_clevr_state_dict(np.random.default_rng(0))
-  assert len(state) == 110  # REFERENCE §3.1, upsample_net aliases included
-  converted = from_torch_state_dict(state)
-  mc = _model_config('clevr')
-  g, d = _shape_init(_generator(mc, 128), Discriminator(mc), mc, 128)
-  shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
-  assert shapes(converted['generator']) == shapes({'params': g['params']})
-  assert shapes(converted['discriminator']) == shapes(d)
-  # Spot checks of the re-layouts.
-  np.testing.assert_array_equal(converted['generator']['params']['background_constant'][0, 2, 3],
-                                state['zbg'][0, :, 2, 3])
-  np.testing.assert_array_equal(
-      converted['discriminator']['spectral']['conv3']['v'],
-      state['discriminator.disc_conv3.weight_v'])
-  np.testing.assert_array_equal(
-      converted['generator']['params']['image_decoder']['deconv1']['conv']['kernel'][0, 0],
-      state['generator.deconv1.0.weight'][:, :, 3, 3])
 
 
 def _cosine(a, b) -> float:

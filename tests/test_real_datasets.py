@@ -306,31 +306,53 @@ def test_real_traffic_selection(tmp_path, monkeypatch):
       ['f0548'], {'videos': 1, 'other_split': 2, 'unnumbered': 1, 'over_cap': 1})
   frames = real_traffic.list_frames(str(tmp_path / 'f0548'))  # Thumbs.db left out.
   assert frames == [f'frame_{i}.jpeg' for i in range(33)]  # Time order, not string order.
-  assert real_traffic.clip_frames(8, 1) == [[0], [1], [2], [3], [4]]
-  assert real_traffic.clip_frames(34, 10) == [list(range(j, j + 20, 2)) for j in range(4)]
-  assert real_traffic.clip_frames(30, 10) == []
+  assert real_traffic.num_starts(8, 1) == 5  # Static frames: j < n - 3.
+  assert real_traffic.num_starts(34, 10) == 4 and real_traffic.num_starts(30, 10) == 0
 
 
-def test_real_traffic_static_and_video(tmp_path):
+def test_real_traffic_clip_rules():
+  cls = real_traffic.RealTraffic
+  # Training: every start j < n - 3T of every video, one example each.
+  np.testing.assert_array_equal(cls.training_clips([34, 8, 31], 10),
+                                [[0, 0, 1], [0, 1, 1], [0, 2, 1], [0, 3, 1], [2, 0, 1]])
+  assert cls.training_clips([30], 10).shape == (0, 3)
+  # Evaluation (T = 2: a clip spans frames j .. j + 2, the next starts 2T = 4 later, and
+  # starts obey j < n - 6): start 0 of every video in video order, then the later clips
+  # round by round, longest video first.
+  lengths = [10, 7, 20, 6, 15]  # Starts < 4, 1, 14, 0, 9.
+  np.testing.assert_array_equal(cls.evaluation_clips(lengths, 2), [
+      [0, 0], [1, 0], [2, 0], [4, 0],  # Round 0 (video 3 has no clip).
+      [2, 4], [4, 4],                   # Round 1: 20 frames, then 15 (10 has j < 4 only).
+      [2, 8], [4, 8],
+      [2, 12]])
+  clips = cls.evaluation_clips([200, 95, 120], 30)  # fvd500 clips: 30 frames, j < n - 90.
+  np.testing.assert_array_equal(clips, [[0, 0], [1, 0], [2, 0], [0, 60]])
+  for video, start in clips:  # Inside the stored frames (j < n - 3), no overlap.
+    assert start + 2 * 29 < [200, 95, 120][video] - 3
+
+
+def test_real_traffic_stores_each_frame_once(tmp_path):
   raw_dir = tmp_path / 'cars_real_traffic'  # data_dir = the parent folder.
   _traffic_tree(raw_dir)
-  static = _build(real_traffic.RealTraffic, str(SIZE), tmp_path, tmp_path / 'tfds')
-  _check_images(static['train'])
-  # Static: frames j < n - 3 of every video of the split.
-  assert len(static['train']) == 30 + 5 and len(static['test']) == 31 + 9
-  assert _as_set(static['train']) == _expected(
-      _frames(raw_dir, 'f0548', range(30)) + _frames(raw_dir, 'f0549', range(5)))
-
-  video = _build(real_traffic.RealTraffic, f'video_{SIZE}', tmp_path, tmp_path / 'tfds')
-  assert video['train'].shape == (3, 10, SIZE, SIZE, 3) and video['train'].dtype == np.uint8
-  assert len(video['test']) == 4  # Only f0550 has more than 3T = 30 frames.
-  expected = set()
-  for j in range(3):  # Clips (j, j+2, ..., j+18) of f0548 (33 frames).
-    clip = [_reference(p) for p in _frames(raw_dir, 'f0548', range(j, j + 20, 2))]
-    expected.add(np.stack(clip).tobytes())
-  assert _as_set(video['train']) == expected
-  again = _build(real_traffic.RealTraffic, f'video_{SIZE}', raw_dir, tmp_path / 'tfds2')
-  np.testing.assert_array_equal(again['test'], video['test'])
+  builder = real_traffic.RealTraffic(config=str(SIZE), data_dir=str(tmp_path / 'tfds'))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path)))
+  # Frames j < n - 3 of every video of the split, each once, with video and frame index.
+  for split, videos in (('train', ['f0548', 'f0549']), ('test', ['f0550', 'f0551'])):
+    source = builder.as_data_source(split)
+    examples = [source[i] for i in range(len(source))]
+    keys = sorted((int(e['video_id']), int(e['frame'])) for e in examples)
+    assert keys == [(v, j) for v, name in enumerate(videos) for j in range(_VIDEOS[name] - 3)]
+    images = np.stack([e['image'] for e in examples])
+    _check_images(images)
+    for e in examples[:5]:
+      name = videos[int(e['video_id'])]
+      assert int(e['video_frames']) == _VIDEOS[name]
+      np.testing.assert_array_equal(e['image'], _reference(
+          _frames(raw_dir, name, [int(e['frame'])])[0]))
+  again = _build(real_traffic.RealTraffic, str(SIZE), raw_dir, tmp_path / 'tfds2')
+  source = builder.as_data_source('test')  # Deterministic: same frames in the same order.
+  np.testing.assert_array_equal(again['test'], np.stack([source[i]['image'] for i in range(40)]))
 
 
 def test_real_traffic_errors(tmp_path):
@@ -384,13 +406,73 @@ def test_prepare_and_iterate_through_registry(tmp_path):
     data.prepare(config)
 
 
-def test_real_traffic_views_through_registry(tmp_path):
-  # The static view trains relate_static (configs/real_traffic.py); clips feed video models.
+def _clip(root, video, frames):
+  return np.stack([_reference(p) for p in _frames(root, video, frames)])
+
+
+def test_real_traffic_clips_are_gathered_from_the_stored_frames(tmp_path, capsys):
+  from relate_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   _traffic_tree(tmp_path)
   static = _config('real_traffic', tmp_path, tmp_path / 'tfds')
   batch = next(data.make_train_iterator(static, process_index=0, process_count=1))
   assert batch['image'].shape == (2, SIZE, SIZE, 3) and batch['image'].dtype == np.uint8
   video = _config('real_traffic_video', tmp_path, tmp_path / 'tfds')
-  batch = next(data.make_train_iterator(video, process_index=0, process_count=1))
-  assert batch['video'].shape == (2, 10, SIZE, SIZE, 3) and batch['video'].dtype == np.uint8
-  assert data.num_examples(video, 'test') == 4
+  assert data.builder(video).data_dir == data.builder(static).data_dir  # One prepared copy.
+
+  # Training: T = model.clip_length; every clip (j, j+2, ..., j+2(T-1)), j < n - 3T, of
+  # f0548 (33 frames; f0549 has 8, too few): 21 clips, 10 batches of 2 per epoch.
+  video.model.clip_length = 4
+  it = data.make_train_iterator(video, process_index=0, process_count=1)
+  seen = np.concatenate([next(it)['video'] for _ in range(10)])
+  assert seen.shape == (20, 4, SIZE, SIZE, 3) and seen.dtype == np.uint8
+  expected = {_clip(tmp_path, 'f0548', range(j, j + 8, 2)).tobytes() for j in range(21)}
+  assert len(_as_set(seen)) == 20 and _as_set(seen) <= expected
+  video.model.clip_length = 12  # 33 - 36 < 0: no clip.
+  with pytest.raises(ValueError, match='no clip of 12 frames'):
+    data.make_train_iterator(video, process_index=0, process_count=1)
+
+  # Evaluation clips of any length: test f0550 (34 frames) has starts 0, 8, 16 < 34 - 12;
+  # f0551 (12 frames) none.
+  clips = np.concatenate(list(data.iterate_split(video, 'test', 2, frames=4)))
+  notes = data.annotations(video, 'test', frames=4)
+  np.testing.assert_array_equal(notes['frame'], [[0, 2, 4, 6], [8, 10, 12, 14],
+                                                 [16, 18, 20, 22]])
+  assert np.all(notes['video_id'] == 0) and np.all(notes['video_frames'] == 34)
+  for clip, frames in zip(clips, notes['frame']):
+    np.testing.assert_array_equal(clip, _clip(tmp_path, 'f0550', frames))
+  assert len(np.concatenate(list(data.iterate_split(video, 'test', 2, 2, frames=4)))) == 2
+  ten = next(data.iterate_split(video, 'test', 4, frames=10))  # The default T of training.
+  np.testing.assert_array_equal(ten, _clip(tmp_path, 'f0550', range(0, 20, 2))[None])
+
+  # Time-shuffled view (FVD baseline): each clip's frames in time_permutation(i) order.
+  plain = np.concatenate(list(data.iterate_split(video, 'train', 8, frames=4)))
+  shuffled = np.concatenate(list(data.iterate_split(video, 'train', 8, frames=4,
+                                                    shuffle_time=True)))
+  orders = [pipeline.time_permutation(i, 4) for i in range(len(plain))]
+  for i, order in enumerate(orders):
+    np.testing.assert_array_equal(shuffled[i], plain[i][order])
+  assert any(np.any(order != np.arange(4)) for order in orders)
+  shuffled_notes = data.annotations(video, 'train', frames=4, shuffle_time=True)
+  np.testing.assert_array_equal(shuffled_notes['frame'][0], 2 * orders[0])
+
+  # The (video, frame) -> record index is cached beside the prepared files and reused.
+  assert os.path.exists(os.path.join(data.builder(video).data_dir, 'frame_index_train.npz'))
+  pipeline._VIDEOS.clear()  # A new process.
+  capsys.readouterr()
+  next(data.iterate_split(video, 'train', 2, frames=4))
+  assert 'Indexing' not in capsys.readouterr().err
+
+
+def test_capped_builds_give_only_clips_whose_frames_are_stored():
+  from relate_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  # A train cap of 22 frames: f0548 (33 frames) keeps frames 0-19, f0549 (8) frames 0-1.
+  index = np.array([(0, j, 33) for j in range(20)] + [(1, j, 8) for j in range(2)])
+  videos = pipeline._FrameVideos(None, index)
+  assert not videos.complete
+  np.testing.assert_array_equal(videos.lengths, [33, 8])
+  config = _config('real_traffic_video', '', '')
+  rows = real_traffic.RealTraffic.training_clips(videos.lengths, 4)
+  assert len(rows) == 21  # The rule alone: j < 33 - 12.
+  kept = pipeline._stored_clips(config, 'train', videos, rows, 4)
+  np.testing.assert_array_equal(kept[:, 1], range(14))  # Frames j .. j + 6 <= 19.
+  assert pipeline._FrameVideos(None, np.array([(0, j, 10) for j in range(7)])).complete

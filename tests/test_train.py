@@ -199,3 +199,41 @@ def test_ema_of_generator_weights_is_used_for_sampling(state):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   assert steps.generator_params(new) is new.ema_params
   assert steps.generator_params(state) is state.g_params  # EMA off by default.
+
+
+def _power_iterations(kernel, u, times):
+  from relate_jax.models import layers  # pylint: disable=g-import-not-at-top
+  w = layers.torch_matrix(jnp.asarray(kernel))
+  for _ in range(times):
+    v = w.T @ u
+    v = v / jnp.maximum(jnp.linalg.norm(v), 1e-12)
+    u = w @ v
+    u = u / jnp.maximum(jnp.linalg.norm(u), 1e-12)
+  return u, v
+
+
+@pytest.mark.parametrize('model_name, calls', [('relate_static', (4, 2)),
+                                               ('relate_static_order', (3, 1))])
+def test_reference_schedule_iterates_spectral_norm_once_per_d_call(config, model_name, calls):
+  """train.reference_schedule: D separately per sub-batch, one power iteration each:
+  static D update = fake, single, real, penalty (4 calls), G update = fake, single (2);
+  ordered: fake, real, penalty (3) and fake (1). The fast form iterates once per phase."""
+  c = config.copy_and_resolve_references()
+  c.model.name = model_name
+  c.train.reference_schedule = True
+  state = jax.jit(functools.partial(steps.init_state, c))(jax.random.key(0))
+  phases = steps.Phases(c)
+  real = jnp.asarray(real_batch(c), jnp.float32) / 127.5 - 1.0
+  after_d, _ = jax.jit(phases.discriminator_update)(state, real, jax.random.key(1))
+  after_g, _ = jax.jit(phases.generator_update, static_argnums=1)(state, 4, jax.random.key(2))
+  kernel = state.d_params['conv2']['kernel']
+  u0 = state.spectral['conv2']['u']
+  for new, times in zip((after_d, after_g), calls):
+    u, v = _power_iterations(kernel, u0, times)
+    np.testing.assert_allclose(np.asarray(new.spectral['conv2']['u']), np.asarray(u), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(new.spectral['conv2']['v']), np.asarray(v), atol=1e-5)
+  fast = c.copy_and_resolve_references()
+  fast.train.reference_schedule = False
+  fast_d, _ = jax.jit(steps.Phases(fast).discriminator_update)(state, real, jax.random.key(1))
+  u, _ = _power_iterations(kernel, u0, 1)
+  np.testing.assert_allclose(np.asarray(fast_d.spectral['conv2']['u']), np.asarray(u), atol=1e-5)

@@ -2,10 +2,12 @@ r"""Times the jitted training iteration and sampling on synthetic data already o
 
   python tools/benchmark.py --config=configs/clevr.py [--batch=64] [--steps=50]
 
-No input pipeline is involved: random uint8 images are placed on the devices once. Prints
-compile time, steps/s, images/s (real images per iteration = batch), peak device memory,
-and the model FLOP utilisation estimated from XLA's cost analysis of the compiled step.
-The last line is machine-readable:
+No input pipeline is involved: random uint8 images (video model: clips of
+model.clip_length frames) are placed on the devices once. Prints compile time, steps/s,
+images/s (real images — or clips — per iteration = batch), peak device memory, and the
+model FLOP utilisation estimated from XLA's cost analysis of the compiled step. Sampling is
+timed on evaluation latents (video: videos of model.sample_frames frames). The last line is
+machine-readable:
   TRAIN images_per_s=... steps_per_s=... compile_s=... peak_mem_gib=... mfu=...
 """
 
@@ -94,8 +96,10 @@ def main(argv):
       jax.random.key(0))
   print(f'parameters: generator side {models.count_params(state.g_params):,}, '
         f'discriminator {models.count_params(state.d_params):,}', flush=True)
-  images = jax.device_put(
-      np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8), sharded)
+  is_video = config.model.name == config_lib.VIDEO
+  clip = (config.model.clip_length,) if is_video else ()
+  images = jax.device_put(np.random.default_rng(0).integers(
+      0, 256, (batch,) + clip + (size, size, 3), dtype=np.uint8), sharded)
 
   step_fn = steps.compile_train_step(config, mesh)
   start = time.perf_counter()
@@ -126,7 +130,8 @@ def main(argv):
   def sample(params, key):
     latents = models.sample_latents(key, config.model, n, train=False)
     latents = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharded), latents)
-    out, _ = generator.apply({'params': params}, latents, render_single=False)
+    out, _ = generator.apply({'params': params}, latents, render_single=False,
+                             **steps.generator_kwargs(config, train=False))
     return jnp.clip(jnp.round((out + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
   key = jax.random.key(1)
@@ -137,7 +142,12 @@ def main(argv):
     out = sample(state.g_params, jax.random.fold_in(key, i))
   block(out)
   sample_rate = reps * n / (time.perf_counter() - start)
-  print(f'SAMPLE images_per_s={sample_rate:.1f} batch={n}', flush=True)
+  if is_video:
+    frames = config.model.sample_frames
+    print(f'SAMPLE videos_per_s={sample_rate:.2f} frames_per_s={sample_rate * frames:.1f} '
+          f'frames={frames} batch={n}', flush=True)
+  else:
+    print(f'SAMPLE images_per_s={sample_rate:.1f} batch={n}', flush=True)
   print(f'TRAIN images_per_s={steps_per_s * batch:.1f} steps_per_s={steps_per_s:.3f} '
         f'compile_s={compile_s:.1f} peak_mem_gib={train_peak_mem:.2f} mfu={mfu:.3f}', flush=True)
 

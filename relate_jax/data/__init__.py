@@ -5,6 +5,8 @@
   data.num_examples(config, 'train')
   it = data.make_train_iterator(config)     # infinite {'image': uint8 (b, S, S, 3)}; state via grain.checkpoint
   for images in data.iterate_split(config, 'test', 100): ...   # finite, fixed order
+  data.iterate_split(config, 'test', 10, frames=30)           # video: 30-frame evaluation clips
+  data.iterate_split(config, 'train', 10, frames=30, shuffle_time=True)  # FVD baseline
   x = data.to_model_range(batch['image'], config.data.pixel_range)
   grid = data.make_grid(images_uint8, ncol=8); data.save_png('grid.png', grid)
 

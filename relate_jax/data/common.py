@@ -30,13 +30,16 @@ Features
   Static images: ``{'image': image_feature(S)}`` =
   ``tfds.features.Image(shape=(S, S, 3), encoding_format='png')``, fed PNG
   bytes from :func:`encode_png`. Read back as uint8 (S, S, 3) numpy arrays.
-  Clips (video): ``{'video': clip_feature(S, T)}`` =
-  ``tfds.features.Sequence(image_feature(S), length=T)``, fed a list of T PNG
-  byte strings; TFDS reads it back (decoded with PIL, no TF) as a list of T
-  uint8 (S, S, 3) arrays, which the pipeline stacks to (T, S, S, 3).
-  PNG keeps clips ~10x smaller than a raw uint8 Tensor, and decoding them in
-  grain's read threads keeps up with training (see tools/bench_data.py).
-  Store fixed-length clips (``length=T``): the pipeline batches them as is.
+  Videos: store each frame once and let the pipeline cut clips of any length
+  at read time (pipeline.py). Either a whole sequence per example,
+  ``{'video': clip_feature(S, L)}`` = ``tfds.features.Sequence(image_feature(S),
+  length=L)`` fed a list of L PNG byte strings (BallsInBowl), or one frame per
+  example with ``'video_id'``, ``'frame'`` and ``'video_frames'`` scalars
+  (RealTraffic; registry entry ``frame_examples=True``). The builder class
+  gives the clip rules: ``CLIP_STRIDE``, ``training_clips(lengths, T)`` and
+  ``evaluation_clips(lengths, T)``. PNG keeps frames ~10x smaller than a raw
+  uint8 Tensor, and decoding them in grain's read threads keeps up with
+  training (see tools/bench_data.py).
   Extra per-example annotations (object positions, counts, ...) may be added as
   ``tfds.features.Tensor`` / ``Scalar`` features; the training iterator yields
   only ``'image'`` / ``'video'``.

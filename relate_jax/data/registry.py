@@ -5,8 +5,9 @@ How a dataset plugs in (builder authors):
      ``common.RelateBuilder`` subclass following ``common.py``.
   2. Its entry below names it as ``'relate_jax.data.builders.<module>:<Class>'``
      (imported lazily, so a broken or slow builder does not affect the others),
-     plus the builder-config variant, the feature key ('image' or 'video') and
-     whether raw data must be given through ``config.data.data_dir``.
+     plus the builder-config variant, the feature key ('image' or 'video'),
+     how a video dataset stores its videos (``frame_examples``) and whether raw data
+     must be given through ``config.data.data_dir``.
   The builder config used is ``common.config_name(config.data.image_size,
   entry.variant)``, e.g. 'vbg_128'. Entries for the datasets written by others
   are already listed here with the module and class name to use.
@@ -27,13 +28,17 @@ class DatasetEntry:
   Attributes:
     builder: 'package.module:Class' of the TFDS builder.
     variant: builder-config variant ('' = default), see `common.config_name`.
-    feature: key of the pixels in an example: 'image' (S, S, 3) or 'video' (T, S, S, 3).
+    feature: what the readers yield: 'image' (S, S, 3) or 'video' clips (T, S, S, 3).
+    frame_examples: video stored one frame per example ('image', 'video_id', 'frame',
+      'video_frames'); False: one whole sequence per example ('video'). Either way
+      clips are cut at read time (pipeline.py).
     needs_data_dir: raw data must be given as config.data.data_dir (TFDS manual dir).
   """
 
   builder: str
   variant: str = ''
   feature: str = 'image'
+  frame_examples: bool = False
   needs_data_dir: bool = True
 
 
@@ -48,10 +53,10 @@ DATASETS: dict[str, DatasetEntry] = {
     'clevr5': DatasetEntry('relate_jax.data.builders.clevr5:Clevr5'),
     'clevr5_vbg': DatasetEntry('relate_jax.data.builders.clevr5:Clevr5', variant='vbg'),
     'shapestacks': DatasetEntry('relate_jax.data.builders.shapestacks:ShapeStacks'),
-    # Static frames (relate_static) and stride-2 clips of T = 10 frames (video models).
+    # Frames (relate_static), and stride-2 clips gathered from the same stored frames.
     'real_traffic': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic'),
     'real_traffic_video': DatasetEntry('relate_jax.data.builders.real_traffic:RealTraffic',
-                                       variant='video', feature='video'),
+                                       feature='video', frame_examples=True),
     # Simulated locally: static frames, and whole sequences as clips.
     'balls_in_bowl': DatasetEntry('relate_jax.data.builders.balls_in_bowl:BallsInBowl',
                                   needs_data_dir=False),

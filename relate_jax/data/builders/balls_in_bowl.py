@@ -7,7 +7,13 @@ at every resolution and in both views:
   static (builder configs '32' ... '256', feature 'image'): every frame of every
     sequence is one example, T = NUM_FRAMES examples per sequence;
   video (configs 'video_32' ... 'video_256', feature 'video'): one example per
-    sequence, all NUM_FRAMES frames.
+    sequence, all NUM_FRAMES frames. Clips are cut from them at read time
+    (relate_jax/data/pipeline.py): a training example is sequence i from a
+    start drawn uniformly in 0 .. NUM_FRAMES - T, anew in every epoch
+    (:meth:`BallsInBowl.training_clips`, T = config.model.clip_length); an
+    evaluation clip is the first F frames of a sequence
+    (:meth:`BallsInBowl.evaluation_clips`: fvd500 uses all 500 test sequences,
+    F = 30).
 Ground truth is stored with every frame in image coordinates (x right, y down,
 the image spanning [-1, 1]; the RELATE pose placing an object there is
 θ = (-x·s, -y·s)): 'positions' and 'velocities' (image units per frame) of the
@@ -62,6 +68,24 @@ class BallsInBowl(common.RelateBuilder):
                                   * NUM_FRAMES, num_test=TINY_TEST * NUM_FRAMES)
       + common.resolution_configs(common.SIZES, variants=('video_tiny',), clip_length=NUM_FRAMES,
                                   num_train=TINY_TRAIN, num_test=TINY_TEST))
+  CLIP_STRIDE = 1  # Clips are consecutive frames.
+
+  @staticmethod
+  def training_clips(lengths, clip_length: int) -> np.ndarray:
+    """One training example per sequence long enough: rows (sequence, 0, n - T + 1).
+
+    The last column is the number of starts the pipeline draws from
+    (0 .. n - T, uniformly, per example and epoch).
+    """
+    lengths = np.asarray(lengths, np.int64)
+    keep = np.flatnonzero(lengths >= clip_length)
+    return np.stack([keep, np.zeros_like(keep), lengths[keep] - clip_length + 1], axis=1)
+
+  @staticmethod
+  def evaluation_clips(lengths, clip_length: int) -> np.ndarray:
+    """The first T frames of every sequence, in stored order: rows (sequence, 0)."""
+    keep = np.flatnonzero(np.asarray(lengths, np.int64) >= clip_length)
+    return np.stack([keep, np.zeros_like(keep)], axis=1)
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.image_size

@@ -1,0 +1,129 @@
+"""Regenerates the reference fixtures in tests/data from a checkout of the PyTorch reference.
+
+Needs torch (a CPU build) in the environment that runs it, never in the project venv:
+
+  python3 -m venv /work/venv-torch && /work/venv-torch/bin/pip install torch==2.13.0
+  /work/venv-torch/bin/pip install -e '.[test]'
+  /work/venv-torch/bin/python tools/make_reference_fixtures.py --reference_repo=/path/to/relate
+
+Writes
+* tests/data/reference_layouts.json: for each family, the reference model's state-dict keys
+  and shapes in file order, and the state-dict keys of its 'disc' and 'gen' Adam parameter
+  groups in torch's numbering order (from the model's own _get_param_groups). The video
+  model is built with the MODEL settings of the reference's
+  configs/cars_real_traffic-video-train.json.
+* tests/data/reference_<config>.npz for configs/clevr.py, configs/shapestacks.py and
+  configs/clevr_256.py: the reference's forward quantities (relate_jax.parity names) with
+  synthetic weights (relate_jax.models.convert.synthetic_state_dict of the stored keys,
+  shapes and seed: 100 MB of weights are regenerated, not stored), relate-jax's training
+  latents, the seeds of the real images and of the gradient-penalty noise. Arrays over
+  MAX_ELEMENTS are stored as the strided subset flat[::stride] (stride stored beside them)
+  to keep each file under 2 MB.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, 'tests', 'data')
+MAX_ELEMENTS = 65_536
+WEIGHT_SEED = 0
+# config file, batch size, seed of latents / real images / penalty noise.
+FIXTURES = (('clevr', 2, 1), ('shapestacks', 2, 2), ('clevr_256', 1, 3))
+VIDEO_CONFIG = 'configs/cars_real_traffic-video-train.json'
+
+
+def _layout(model, convert, name: str) -> dict:
+  import torch
+  state = model.state_dict()
+  names = {id(p): n for n, p in model.named_parameters()}
+  # As torch.optim does: a group's 'params' is one tensor or an iterable of them.
+  members = lambda g: [g] if isinstance(g, torch.Tensor) else list(g)
+  groups = {group: [names[id(p)] for g in spec for p in members(g['params'])]
+            for group, spec in model._get_param_groups().items()}
+  derived = convert.optimizer_param_keys(list(state), name)
+  if derived != groups:
+    raise AssertionError(f'{name}: convert.optimizer_param_keys disagrees with _get_param_groups')
+  return {'model': name, 'keys': list(state), 'shapes': [list(v.shape) for v in state.values()],
+          'param_groups': groups}
+
+
+def write_layouts(ref, compare_reference, config_lib, convert) -> None:
+  layouts = {}
+  for config_name in ('clevr', 'clevr_256', 'shapestacks'):
+    config = config_lib.load_config_file(os.path.join(ROOT, 'configs', f'{config_name}.py'))
+    model = compare_reference.build_reference_model(ref, config)
+    layouts[config_name] = _layout(model, convert, config.model.name)
+  with open(os.path.join(ref.path, VIDEO_CONFIG)) as f:
+    settings = json.load(f)['MODEL']
+  settings.pop('loss_weights')
+  video = ref.models.archs[config_lib.VIDEO](**settings)
+  layouts['real_traffic_video'] = dict(_layout(video, convert, config_lib.VIDEO),
+                                       settings=settings)
+  path = os.path.join(DATA, 'reference_layouts.json')
+  with open(path, 'w') as f:
+    json.dump(layouts, f, indent=1)
+    f.write('\n')
+  print('wrote', path, {k: len(v['keys']) for k, v in layouts.items()})
+
+
+def write_fixture(ref, compare_reference, config_lib, convert, config_name: str, batch: int,
+                  seed: int) -> None:
+  import jax
+  from relate_jax import parity
+  from relate_jax.models import sample_latents
+
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs', f'{config_name}.py'))
+  model = compare_reference.build_reference_model(ref, config)
+  state = model.state_dict()
+  keys, shapes = list(state), [tuple(v.shape) for v in state.values()]
+  compare_reference.load_arrays(model, convert.synthetic_state_dict(keys, shapes, WEIGHT_SEED))
+  latents = jax.device_get(sample_latents(jax.random.key(seed), config.model, batch, train=True))
+  size = config.data.image_size
+  real = np.random.default_rng(seed).uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+  penalty = None
+  if config.loss.gradient_penalty:
+    penalty = parity.penalty_noise(jax.random.key(seed + 1000), real.shape)
+  out = compare_reference.reference_forward(ref, model, config, latents, real, penalty)
+  arrays = {
+      'config': np.asarray(f'configs/{config_name}.py'), 'keys': np.asarray(keys),
+      'ndims': np.asarray([len(s) for s in shapes]),
+      'dims': np.asarray([d for s in shapes for d in s], np.int64),
+      'weight_seed': np.asarray(WEIGHT_SEED), 'seed': np.asarray(seed),
+      'penalty_seed': np.asarray(seed + 1000 if penalty is not None else -1),
+      'latents/background': latents.background, 'latents/appearance': latents.appearance,
+      'latents/poses': latents.poses, 'latents/present': latents.present,
+      'latents/select': latents.select,
+  }
+  for name, value in out.items():
+    value = np.asarray(value, np.float32)
+    stride = -(-value.size // MAX_ELEMENTS)
+    arrays[f'ref/{name}'] = value.reshape(-1)[::stride] if stride > 1 else value
+    arrays[f'stride/{name}'] = np.asarray(stride)
+  path = os.path.join(DATA, f'reference_{config_name}.npz')
+  np.savez_compressed(path, **arrays)
+  print(f'wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB, {len(out)} quantities)')
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--reference_repo', required=True)
+  args = parser.parse_args()
+  os.environ['CUDA_VISIBLE_DEVICES'] = ''
+  os.environ['JAX_PLATFORMS'] = 'cpu'
+  sys.path.insert(0, ROOT)
+  from relate_jax import compare_reference
+  from relate_jax import config as config_lib
+  from relate_jax.models import convert
+  ref = compare_reference.import_reference(args.reference_repo)
+  write_layouts(ref, compare_reference, config_lib, convert)
+  for config_name, batch, seed in FIXTURES:
+    write_fixture(ref, compare_reference, config_lib, convert, config_name, batch, seed)
+
+
+if __name__ == '__main__':
+  main()
