@@ -102,20 +102,21 @@ def _forward(generator, discriminator, config, g_vars, d_vars, latents, real, pe
   fake, real_out = heads['fake'], heads['real']
   ordered = config.model.name == config_lib.ORDERED
   position = fake['position'] if ordered else heads['single']['position']
+  target = losses.selected_pose(aux['poses'], latents.select)
   out.update({
       'l_disc': losses.bce(real_out['logit'], 1.0),
       'l_gen': losses.bce(fake['logit'], 0.0),
       'l_style_disc': losses.style_bce(real_out['style'], 1.0),
       'l_style_gen': losses.style_bce(fake['style'], 0.0),
-      'l_xy': losses.position_loss(position, aux['poses'], latents.select),
+      'l_xy': losses.position_loss(position, target),
       'l_gen_eval': losses.bce(fake['logit'], 1.0),
       'l_style_gen_eval': losses.style_bce(fake['style'], 1.0),
   })
   if ordered:
-    out['l_xy_single'] = losses.position_loss(heads['single']['position'], aux['poses'],
-                                              latents.select)
+    out['l_xy_single'] = losses.position_loss(heads['single']['position'], target)
   if penalty_key is not None:
-    out['l_gradient'] = losses.gradient_penalty(lambda x: d(x)[0]['logit'], real, penalty_key)
+    out['l_gradient'], _ = losses.gradient_penalty(lambda x: (d(x)[0]['logit'], None), real,
+                                                   penalty_key)
   return out
 
 
