@@ -8,8 +8,12 @@ Defaults follow the reference PyTorch code (``REFERENCE.md``); where the paper
 differs, the paper's choice is reachable through a field named here.
 """
 
+import dataclasses
 import importlib.util
+import math
+import operator
 import os
+from typing import Callable, Iterable
 
 import ml_collections
 
@@ -36,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.pixel_range = 'tanh'  # 'tanh': real images in [-1, 1] like G's tanh output; 'reference': [-0.5, 0.5] as the PyTorch code fed them.
   c.data.num_threads = 2  # grain read threads.
   c.data.prefetch = 2  # Batches prefetched by the grain iterator.
+  c.data.rebuild = False  # Prepare the dataset again from data_dir even if a prepared copy exists.
 
   c.model = ml_collections.ConfigDict()
   c.model.name = STATIC  # One of MODEL_NAMES.
@@ -101,6 +106,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.num_grid = 64  # Images in the sample grid.
   c.train.ema_decay = 0.0  # EMA of generator weights for sampling; 0 = off (reference).
   c.train.reference_schedule = False  # D called separately per sub-batch in the reference's order, one power iteration per call (slower; for parity).
+  c.train.on_nonfinite = 'stop'  # NaN/Inf losses or state: 'stop' (report, exit 1) or 'rollback' (newest good checkpoint, new key).
+  c.train.max_rollbacks = 3  # With on_nonfinite='rollback': give up (stop) after this many rollbacks.
+  c.train.checkpoint_timeout = 300.0  # Seconds a checkpoint write may take before the run stops with an error.
 
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = ()  # Metric protocol names run during training, e.g. ('fid10k',).
@@ -148,35 +156,266 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
   return module.get_config(variant) if variant else module.get_config()
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError with a readable message when `config` is inconsistent."""
-  m = config.model
-  problems = []
-  if m.name not in MODEL_NAMES:
-    problems.append(f'model.name={m.name!r} is not one of {MODEL_NAMES}')
-  if not 1 <= m.min_objects <= m.num_objects:
-    problems.append(f'need 1 <= model.min_objects ({m.min_objects}) <= model.num_objects ({m.num_objects})')
-  scene = 16 * (2 if m.upsample else 1)
-  window = m.obj_size * (2 if m.upsample else 1)
+class ConfigError(ValueError):
+  """A user error in the config (or in how it meets the workdir): the command line prints
+  its message alone, without a traceback."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """What one config field accepts, and whether it may change when a workdir resumes.
+
+  kind: 'int', 'float' (ints accepted; finite), 'bool', 'str', 'ints' (tuple of ints),
+  'strs' (tuple of strings). Bounds ge/gt/le/lt apply to numbers and tuple entries;
+  `choices` (values, or a function returning them, for registries imported late) to
+  strings and tuple entries; `length` to tuples.
+  resumable: the field changes the schedule, logging or resources of a run, not its model
+  or data, so `workdir.check_config` lets a resumed run change it (and logs it).
+  """
+  kind: str
+  ge: float | None = None
+  gt: float | None = None
+  le: float | None = None
+  lt: float | None = None
+  choices: tuple | Callable[[], Iterable] | None = None
+  length: int | None = None
+  resumable: bool = False
+
+  def _bounds(self):
+    """(symbol, comparison, bound) of each bound that is set."""
+    return [(sym, op, bound) for sym, op, bound in (
+        ('>=', operator.ge, self.ge), ('>', operator.gt, self.gt),
+        ('<=', operator.le, self.le), ('<', operator.lt, self.lt)) if bound is not None]
+
+  def _choices(self) -> tuple:
+    return tuple(self.choices() if callable(self.choices) else self.choices)
+
+  def allowed(self) -> str:
+    """The accepted values in words, e.g. 'an int >= 1' or "one of 'max', 'sum'"."""
+    if self.choices is not None:
+      entry = 'one of ' + ', '.join(repr(c) for c in self._choices())
+    else:
+      entry = {'int': 'an int', 'float': 'a finite number', 'bool': 'True or False',
+               'str': 'a string', 'ints': 'an int', 'strs': 'a string'}[self.kind]
+      entry += ''.join(f' {sym} {bound:g}' for sym, _, bound in self._bounds())
+    if self.kind in ('ints', 'strs'):
+      count = f'{self.length} ' if self.length else ''
+      return f'a tuple of {count}entries, each {entry}'
+    return entry
+
+  def _scalar_ok(self, value, kind: str) -> bool:
+    if kind == 'bool':
+      return isinstance(value, bool)
+    if kind == 'str':
+      ok = isinstance(value, str)
+    else:
+      types = (int,) if kind == 'int' else (int, float)
+      ok = (isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
+            and all(op(value, bound) for _, op, bound in self._bounds()))
+    return ok and (self.choices is None or value in self._choices())
+
+  def accepts(self, value) -> bool:
+    if self.kind in ('ints', 'strs'):
+      entry = 'int' if self.kind == 'ints' else 'str'
+      return (isinstance(value, (tuple, list))
+              and (self.length is None or len(value) == self.length)
+              and all(self._scalar_ok(v, entry) for v in value))
+    return self._scalar_ok(value, self.kind)
+
+
+def _dataset_names() -> list[str]:
+  from relate_jax.data import registry  # Deferred: imports TFDS.
+  return sorted(registry.DATASETS)
+
+
+def _metric_names() -> list[str]:
+  from relate_jax.metrics import registry  # Deferred: keeps config imports light.
+  return sorted(registry.PROTOCOLS)
+
+
+def _int(**kw) -> Rule:
+  return Rule('int', **kw)
+
+
+def _float(**kw) -> Rule:
+  return Rule('float', **kw)
+
+
+def _bool(**kw) -> Rule:
+  return Rule('bool', **kw)
+
+
+def _choice(values, **kw) -> Rule:
+  return Rule('str', choices=values, **kw)
+
+
+# Every field of base_config(), in its order. validate() rejects fields missing here, so a
+# new field needs one line: its rule, and resumable=True if a resumed run may change it
+# (schedule, logging, resources, and how samples are drawn after training).
+FIELDS: dict[str, Rule] = {
+    'seed': _int(ge=0),
+    'data.name': _choice(_dataset_names),
+    'data.data_dir': Rule('str', resumable=True),
+    'data.tfds_dir': Rule('str', resumable=True),
+    'data.image_size': _int(ge=1),
+    'data.pixel_range': _choice(PIXEL_RANGES),
+    'data.num_threads': _int(ge=0, resumable=True),
+    'data.prefetch': _int(ge=0, resumable=True),
+    'data.rebuild': _bool(resumable=True),
+    'model.name': _choice(MODEL_NAMES),
+    'model.num_objects': _int(ge=1),
+    'model.min_objects': _int(ge=1),
+    'model.obj_size': _int(ge=1),
+    'model.bg_dim': _int(ge=1),
+    'model.obj_dim': _int(ge=1),
+    'model.upsample': _bool(),
+    'model.obj_channels': _int(ge=1),
+    'model.scene_channels': _int(ge=1),
+    'model.decoder_channels': Rule('ints', length=3, ge=1),
+    'model.disc_channels': Rule('ints', ge=1),
+    'model.interaction_hidden': _int(ge=1),
+    'model.scale_hidden': _int(ge=1),
+    'model.scale_augment': _bool(),
+    'model.use_interaction': _bool(),
+    'model.residual': _bool(),
+    'model.xy_mod': _float(),
+    'model.coeff_xy': _float(),
+    'model.pose_range': _float(gt=0),
+    'model.pose_clamp': _float(gt=0),
+    'model.absent_pose': _float(),
+    'model.pooling': _choice(POOLINGS),
+    'model.fixed_objects': _bool(),
+    'model.eval_bg_range': _float(ge=0, resumable=True),
+    'model.eval_all_objects': _bool(resumable=True),
+    'model.clip_background': _bool(),
+    'model.hide_absent': _bool(),
+    'model.order_offset': _float(ge=0),
+    'model.order_f1_sees_pose': _bool(),
+    'model.order_position_on_single': _bool(),
+    'model.clip_length': _int(ge=1),
+    'model.rollout_steps': _int(ge=1),
+    'model.past_velocities': _int(ge=1),
+    'model.sample_frames': _int(ge=1, resumable=True),
+    'model.sample_start': _int(ge=0, resumable=True),
+    'model.reference_presence_bug': _bool(),
+    'model.render_chunk': _int(ge=0, resumable=True),
+    'model.compute_dtype': _choice(('float32', 'bfloat16')),
+    'loss.gan': _float(ge=0),
+    'loss.style_disc': _float(ge=0),
+    'loss.style_gen': _float(ge=0),
+    'loss.position': _float(ge=0),
+    'loss.gradient_penalty': _float(ge=0),
+    'optim.lr': _float(gt=0, resumable=True),
+    'optim.b1': _float(ge=0, lt=1),
+    'optim.b2': _float(ge=0, lt=1),
+    'optim.eps': _float(ge=0),
+    'optim.gen_steps': _int(ge=1),
+    'train.batch_size': _int(ge=1),
+    'train.num_steps': _int(ge=0, resumable=True),
+    'train.log_every': _int(ge=1, resumable=True),
+    'train.sample_every': _int(ge=1, resumable=True),
+    'train.checkpoint_every': _int(ge=1, resumable=True),
+    'train.keep_checkpoints': _int(ge=1, resumable=True),
+    'train.num_grid': _int(ge=1, resumable=True),
+    'train.ema_decay': _float(ge=0, lt=1),
+    'train.reference_schedule': _bool(),
+    'train.on_nonfinite': _choice(('stop', 'rollback'), resumable=True),
+    'train.max_rollbacks': _int(ge=1, resumable=True),
+    'train.checkpoint_timeout': _float(gt=0, resumable=True),
+    'eval.metrics': Rule('strs', choices=_metric_names, resumable=True),
+    'eval.every': _int(ge=0, resumable=True),
+    'eval.split': _choice(('train', 'test'), resumable=True),
+    'eval.batch_size': _int(ge=1, resumable=True),
+    'eval.resolution': _int(ge=0, resumable=True),
+}
+
+
+def flatten(config: ml_collections.ConfigDict) -> dict:
+  """{'group.field': value} of a config (top-level fields such as 'seed' as they are)."""
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update({f'{key}.{name}': field for name, field in value.items()})
+    else:
+      flat[key] = value
+  return flat
+
+
+def _scene_size(c) -> int:
+  return 16 * (2 if c['model.upsample'] else 1)
+
+
+def _check_objects(c):
+  if c['model.min_objects'] > c['model.num_objects']:
+    return (f'model.min_objects={c["model.min_objects"]}: must be <= model.num_objects '
+            f'({c["model.num_objects"]})')
+
+
+def _check_window(c):
+  scene, factor = _scene_size(c), 2 if c['model.upsample'] else 1
+  window = c['model.obj_size'] * factor
   if window > scene or (scene - window) % 2:
-    problems.append(f'model.obj_size={m.obj_size} must leave an even margin inside the {scene}x{scene} scene')
-  if m.compute_dtype not in ('float32', 'bfloat16'):
-    problems.append(f'model.compute_dtype={m.compute_dtype!r} is not float32 or bfloat16')
-  if m.pooling not in POOLINGS:
-    problems.append(f'model.pooling={m.pooling!r} is not one of {POOLINGS}')
-  if config.data.pixel_range not in PIXEL_RANGES:
-    problems.append(f'data.pixel_range={config.data.pixel_range!r} is not one of {PIXEL_RANGES}')
-  size = config.data.image_size
+    return (f'model.obj_size={c["model.obj_size"]}: the object window ({window} px) must leave '
+            f'an even margin inside the {scene}x{scene} scene, e.g. obj_size in '
+            f'{[s for s in range(1, scene // factor + 1) if (scene - s * factor) % 2 == 0]}')
+
+
+def _check_image_size(c):
+  size, scene = c['data.image_size'], _scene_size(c)
   if size < scene or size & (size - 1):
-    problems.append(f'data.image_size={size} must be a power of two >= the scene size {scene}')
-  elif len(m.disc_channels) != size.bit_length() - 3:
-    problems.append(f'model.disc_channels has {len(m.disc_channels)} entries; {size}x{size} images '
-                    f'need {size.bit_length() - 3} stride-2 convs down to 4x4')
-  if config.optim.gen_steps < 1:
-    problems.append('optim.gen_steps must be >= 1')
-  if config.train.batch_size < 1 or config.train.num_steps < 0:
-    problems.append('train.batch_size must be >= 1 and train.num_steps >= 0')
-  if not 0.0 <= config.train.ema_decay < 1.0:
-    problems.append('train.ema_decay must be in [0, 1)')
+    return f'data.image_size={size}: must be a power of two >= the scene size {scene}'
+  if len(c['model.disc_channels']) != size.bit_length() - 3:
+    return (f'model.disc_channels has {len(c["model.disc_channels"])} entries; {size}x{size} '
+            f'images need {size.bit_length() - 3} (stride-2 convs down to 4x4)')
+
+
+def _check_dataset(c):
+  from relate_jax.data import registry  # Deferred: imports TFDS.
+  try:
+    registry.builder_config(c['data.name'], c['data.image_size'])
+  except ValueError as e:
+    return f'data.name={c["data.name"]!r} at data.image_size={c["data.image_size"]}: {e}'
+  video_data = registry.entry(c['data.name']).feature == 'video'
+  if video_data != (c['model.name'] == VIDEO):
+    return (f'model.name={c["model.name"]!r} cannot train on data.name={c["data.name"]!r}: '
+            f'{VIDEO!r} needs a clip dataset, the static models an image dataset')
+
+
+def _check_rollout(c):
+  if c['model.name'] == VIDEO and c['model.rollout_steps'] < c['model.clip_length'] + 2:
+    return (f'model.rollout_steps={c["model.rollout_steps"]}: the video model needs >= '
+            f'model.clip_length + 2 = {c["model.clip_length"] + 2} (clip starts are drawn '
+            f'from 0..rollout_steps - clip_length - 2)')
+
+
+# Checks across fields: (fields read, check returning a message or None). A check runs only
+# when each of its fields passed its own rule.
+CHECKS = (
+    (('model.min_objects', 'model.num_objects'), _check_objects),
+    (('model.obj_size', 'model.upsample'), _check_window),
+    (('data.image_size', 'model.upsample', 'model.disc_channels'), _check_image_size),
+    (('data.name', 'data.image_size', 'model.name'), _check_dataset),
+    (('model.name', 'model.rollout_steps', 'model.clip_length'), _check_rollout),
+)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every field against FIELDS, then CHECKS; raises ConfigError listing each
+  problem with the field and what it accepts."""
+  flat = flatten(config)
+  problems = [f'{name}: unknown field (not in relate_jax.config.FIELDS)'
+              for name in flat if name not in FIELDS]
+  problems += [f'{name}: missing (start configs from config.base_config())'
+               for name in FIELDS if name not in flat]
+  bad = set()
+  for name, rule in FIELDS.items():
+    if name in flat and not rule.accepts(flat[name]):
+      problems.append(f'{name}={flat[name]!r}: must be {rule.allowed()}')
+      bad.add(name)
+  for fields, check in CHECKS:
+    if all(f in flat and f not in bad for f in fields):
+      problem = check(flat)
+      if problem:
+        problems.append(problem)
   if problems:
-    raise ValueError('Invalid config:\n  - ' + '\n  - '.join(problems))
+    raise ConfigError('Invalid config:\n  - ' + '\n  - '.join(problems))

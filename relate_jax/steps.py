@@ -288,13 +288,15 @@ def train_iteration(state: TrainState, images: jax.Array, *, config: ml_collecti
   return state, dict(d_metrics, **mean_g)
 
 
-def compile_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
+def compile_train_step(config: ml_collections.ConfigDict, mesh: Mesh,
+                       train_key: jax.Array | None = None):
   """jit-compiled `(state, images) -> (state, metrics)` over `mesh` (state replicated,
-  batch sharded along 'data', the state donated)."""
+  batch sharded along 'data', the state donated). train_key: the key folded with the step
+  (default: the seed's 'train' stream; a NaN rollback passes a new one)."""
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
-  fn = functools.partial(train_iteration, config=config,
-                         train_key=stream_keys(config.seed)['train'],
+  train_key = stream_keys(config.seed)['train'] if train_key is None else train_key
+  fn = functools.partial(train_iteration, config=config, train_key=train_key,
                          batch_sharding=batch_sharding if mesh.size > 1 else None)
   return jax.jit(fn, in_shardings=(replicated, batch_sharding),
                  out_shardings=(replicated, replicated), donate_argnums=0)

@@ -1,16 +1,30 @@
 """The training loop: restore-or-init, then periodic log / sample / eval / checkpoint.
 
 All maths lives in `steps.py`; this file only drives it. Outputs in the workdir:
-  config.json          the resolved config
-  checkpoints/<step>/  Orbax checkpoints (train state + input iterator state)
+  config.json, config_history.jsonl  the resolved config and its history (`workdir.py`)
+  checkpoints/<step>/  Orbax checkpoints (train state + input iterator + checksums)
   tensorboard/         TensorBoard scalars and sample grids
   samples/             sample grids from fixed latents, step_<step>.png (video: .gif)
   metrics.jsonl        evaluation results (when config.eval.metrics is set)
+
+Long runs never lose work:
+  * SIGINT / SIGTERM only set a flag, read between iterations; the loop then saves the
+    state and the iterator position of the same step and raises `Interrupted`. Further
+    signals wait for that save.
+  * NaN/Inf: the losses the step returns are checked on the host where the loop already
+    syncs (log and checkpoint steps), and the whole state before each save
+    (`checkpoint.save` refuses non-finite states). train.on_nonfinite='stop' raises
+    `NonFiniteError` with a report; 'rollback' restores the newest checkpoint and
+    continues with the train key folded with the rollback count (recorded in every later
+    checkpoint, so resumed runs draw the same noise), at most train.max_rollbacks times.
+  * The newest readable checkpoint is resumed (`checkpoint.restore_newest`), after the
+    config was compared with the workdir's (`workdir.check_config`).
 """
 
 import functools
 import os
 import signal
+import threading
 import time
 
 import jax
@@ -27,6 +41,20 @@ from relate_jax import models
 from relate_jax import pixels
 from relate_jax import steps
 from relate_jax import video_io
+from relate_jax import workdir as workdir_lib
+
+
+class Interrupted(KeyboardInterrupt):
+  """Training stopped on a signal; the checkpoint of the step it stopped at is on disk."""
+
+  def __init__(self, signal_name: str, step: int, path: str):
+    super().__init__(f'{signal_name} at step {step}: checkpoint {path}')
+    self.signal_name, self.step, self.path = signal_name, step, path
+
+
+class NonFiniteError(RuntimeError):
+  """Losses or state became NaN/Inf; the message reports the step, the losses and the newest
+  good checkpoint."""
 
 
 def _format_duration(seconds: float) -> str:
@@ -47,8 +75,10 @@ def describe(config: ml_collections.ConfigDict) -> str:
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+  """config.json (earlier versions kept in the history) for tools that fill a workdir
+  themselves, e.g. the PyTorch checkpoint converter."""
+  workdir_lib.record_config(config, workdir,
+                            workdir_lib.check_config(config, workdir, allow_change=True))
 
 
 def local(tree):
@@ -56,13 +86,38 @@ def local(tree):
   return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
 
 
-class _Stop(Exception):
-  """Raised by the SIGTERM handler so the loop saves before exiting."""
+def train_key(config: ml_collections.ConfigDict, rollbacks: int) -> jax.Array:
+  """The key the step folds with `state.step`: the seed's 'train' stream, folded with the
+  number of NaN rollbacks so far (none: the stream itself)."""
+  key = steps.stream_keys(config.seed)['train']
+  return jax.random.fold_in(key, rollbacks) if rollbacks else key
 
 
-def _raise_stop(signum, frame):
-  del signum, frame
-  raise _Stop()
+class StopRequest:
+  """SIGINT/SIGTERM handlers that only record the signal (the loop reads `signal_name`
+  between iterations), so no exception can split a step from its iterator position.
+  Handlers are installed only in the main thread (elsewhere signals keep their handlers)."""
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.signal_name = None
+    self.count = 0
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame  # No logging here: a handler may interrupt a write to the same stream.
+    self.count += 1
+    self.signal_name = self.signal_name or signal.Signals(signum).name
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
 
 
 class SampleGrid:
@@ -95,37 +150,111 @@ def write_samples(writer, workdir: str, grid: np.ndarray, step: int) -> None:
   writer.flush()
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
-  """Trains `config` in `workdir`, resuming from its newest checkpoint."""
+class _Run:
+  """The mutable part of a run: state, iterator, step function and rollback count."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, mesh):
+    self.config, self.workdir, self.mesh = config, workdir, mesh
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    self.init = jax.jit(functools.partial(steps.init_state, config), out_shardings=replicated)
+    self.key = steps.stream_keys(config.seed)['init']
+    self.abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+        jax.eval_shape(self.init, self.key))
+    self.ckpt = checkpoint.manager(workdir, config.train.keep_checkpoints,
+                                   config.train.checkpoint_timeout)
+    self.data_iter = data_lib.make_train_iterator(config)
+    self.rollbacks = 0
+    self.saved_step = None
+    self.state = self.train_step = None
+
+  @property
+  def step(self) -> int:
+    return int(jax.device_get(local(self.state.step)))
+
+  def restore_or_init(self) -> None:
+    restored = checkpoint.restore_newest(self.ckpt, self.abstract, self.data_iter)
+    if restored is None:
+      if self.state is not None:  # A rollback before the first checkpoint: start over.
+        self.data_iter = data_lib.make_train_iterator(self.config)
+      self.state, self.saved_step = self.init(self.key), None
+    else:
+      self.state, self.saved_step = restored.state, restored.step
+      self.rollbacks = max(self.rollbacks, restored.rollbacks)
+      logging.info('Resumed from %s at step %d', checkpoint.step_dir(self.ckpt, restored.step),
+                   restored.step)
+
+  def compile(self) -> None:
+    self.train_step = steps.compile_train_step(self.config, self.mesh,
+                                               train_key(self.config, self.rollbacks))
+
+  def save(self) -> None:
+    step = self.step
+    checkpoint.save(self.ckpt, self.state, self.data_iter, rollbacks=self.rollbacks,
+                    timeout_s=self.config.train.checkpoint_timeout)
+    self.saved_step = step
+    logging.info('Saved checkpoint at step %d', step)
+
+  def newest_good(self) -> str:
+    newest = self.ckpt.latest_step()
+    if newest is None:
+      return 'No checkpoint has been saved yet.'
+    return (f'The newest good checkpoint is {checkpoint.step_dir(self.ckpt, newest)} (step '
+            f'{newest}); nothing was saved after it.')
+
+  def recover(self, problem: str) -> None:
+    """Rolls back to the newest good checkpoint under train.on_nonfinite='rollback' (at
+    most train.max_rollbacks times), else raises NonFiniteError."""
+    t = self.config.train
+    if t.on_nonfinite != 'rollback' or self.rollbacks >= t.max_rollbacks:
+      gave_up = (f' Gave up after {self.rollbacks} rollbacks (train.max_rollbacks).'
+                 if t.on_nonfinite == 'rollback' else '')
+      raise NonFiniteError(
+          f'{problem}.{gave_up} {self.newest_good()} Lower optim.lr (or check the data) and '
+          'resume; --config.train.on_nonfinite=rollback retries from the newest checkpoint '
+          'with new noise.')
+    self.rollbacks += 1
+    self.restore_or_init()
+    logging.warning('%s: rolled back to step %d with a new train key (rollback %d of %d); '
+                    'recompiling the step.', problem, self.step, self.rollbacks, t.max_rollbacks)
+    self.compile()
+
+
+def _nonfinite_losses(metrics: dict, step: int) -> str | None:
+  if all(np.isfinite(v) for v in metrics.values()):
+    return None
+  losses = ', '.join(f'{k}={v:.4g}' for k, v in metrics.items())
+  return f'Non-finite losses at step {step}: {losses}'
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> steps.TrainState:
+  """Trains `config` in `workdir`, resuming from its newest readable checkpoint.
+
+  Raises:
+    config.ConfigError: invalid config, or one that changes the workdir's model or data
+      (unless allow_config_change); raised before anything is compiled or prepared.
+    data.MissingDataError, checkpoint.CheckpointError: data or checkpoints unusable.
+    NonFiniteError: NaN/Inf under train.on_nonfinite='stop' (or after max_rollbacks).
+    Interrupted: after SIGINT/SIGTERM, once the checkpoint of the current step is saved.
+  """
   config_lib.validate(config)
+  mesh = steps.make_mesh()
+  if config.train.batch_size % mesh.size:
+    raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} must be '
+                                 f'divisible by the {mesh.size} devices')
+  changes = workdir_lib.check_config(config, workdir, allow_config_change)
   os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    write_config(config, workdir)
   logging.info('JAX %s, %d process(es), devices: %s', jax.__version__, jax.process_count(),
                jax.devices())
   logging.info('\n%s', describe(config))
 
-  mesh = steps.make_mesh()
-  if config.train.batch_size % mesh.size:
-    raise ValueError(f'train.batch_size={config.train.batch_size} must be divisible by the '
-                     f'{mesh.size} devices')
   data_lib.prepare(config)
-  data_iter = data_lib.make_train_iterator(config)
-
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  init = jax.jit(functools.partial(steps.init_state, config), out_shardings=replicated)
-  key = steps.stream_keys(config.seed)['init']
-  ckpt = checkpoint.manager(workdir, config.train.keep_checkpoints)
-  if ckpt.latest_step() is not None:
-    abstract = jax.eval_shape(init, key)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
-    state = checkpoint.restore(ckpt, abstract, data_iter)
-    logging.info('Resumed from %s at step %d', ckpt.directory, int(state.step))
-  else:
-    state = init(key)
-  train_step = steps.compile_train_step(config, mesh)
+  run = _Run(config, workdir, mesh)
+  run.restore_or_init()
+  if jax.process_index() == 0:
+    workdir_lib.record_config(config, workdir, changes)
+  run.compile()
 
   writer = None
   if jax.process_index() == 0:
@@ -137,53 +266,82 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   if config.eval.metrics and config.eval.every:
     evaluator = api.TrainingEvaluator(config, workdir)  # Fetches detector weights now.
 
-  step = int(jax.device_get(local(state.step)))
-  num_steps = config.train.num_steps
-  batch = config.train.batch_size
-  previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
+  t = config.train
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  feature = data_lib.feature_key(config)
+  step = run.step
   last_time, last_step, first_log = time.time(), step, True
-  try:
-    while step < num_steps:
-      host_batch = next(data_iter)[data_lib.feature_key(config)]
-      images = jax.make_array_from_process_local_data(batch_sharding, host_batch)
-      state, metrics = train_step(state, images)
-      step += 1
-      if step % config.train.log_every == 0 or step == num_steps:
-        metrics = {k: float(v) for k, v in jax.device_get(local(metrics)).items()}
-        now = time.time()
-        rate = (step - last_step) / max(now - last_time, 1e-9)
-        note = ' (includes compilation)' if first_log else ''
-        logging.info('step %d/%d | %.2f it/s | %.1f img/s%s | ETA %s | D %.4f | G %.4f | '
-                     'pos %.4f', step, num_steps, rate, rate * batch, note,
-                     _format_duration((num_steps - step) / max(rate, 1e-9)),
-                     metrics['d_total'], metrics['g_total'], metrics['g_position'])
-        if writer is not None:
-          for name, value in metrics.items():
-            writer.add_scalar(f'train/{name}', value, step)
-          writer.add_scalar('train/steps_per_second', rate, step)
-          writer.flush()
-        last_time, last_step, first_log = now, step, False
-      if step % config.train.sample_every == 0 or step == num_steps:
-        image = grid(steps.generator_params(state))
-        if writer is not None:
-          write_samples(writer, workdir, image, step)
-      if evaluator is not None and (step % config.eval.every == 0 or step == num_steps):
-        results = evaluator(state, step)
-        if writer is not None:
-          for name, value in results.items():
-            writer.add_scalar(f'eval/{name}', value, step)
-          writer.flush()
-      if step % config.train.checkpoint_every == 0 or step == num_steps:
-        checkpoint.save(ckpt, state, data_iter)
-        logging.info('Saved checkpoint at step %d', step)
-  except (KeyboardInterrupt, _Stop):
-    if ckpt.latest_step() != step:
-      logging.warning('Interrupted at step %d: saving a checkpoint before exiting.', step)
-      checkpoint.save(ckpt, state, data_iter, force=True)
-    raise
-  finally:
-    signal.signal(signal.SIGTERM, previous_handler)
-    if writer is not None:
-      writer.close()
-    ckpt.close()
-  return state
+  with StopRequest() as stop:  # Also while closing: a second signal must not kill the exit.
+    try:
+      while step < t.num_steps and stop.signal_name is None:
+        images = jax.make_array_from_process_local_data(batch_sharding,
+                                                        next(run.data_iter)[feature])
+        run.state, metrics = run.train_step(run.state, images)
+        step += 1
+        log_now = step % t.log_every == 0 or step == t.num_steps
+        save_now = step % t.checkpoint_every == 0 or step == t.num_steps
+        if log_now or save_now:
+          metrics = {k: float(v) for k, v in jax.device_get(local(metrics)).items()}
+          problem = _nonfinite_losses(metrics, step)
+          if problem:
+            run.recover(problem)
+            step = last_step = run.step
+            last_time, first_log = time.time(), True
+            continue
+        if log_now:
+          now = time.time()
+          rate = (step - last_step) / max(now - last_time, 1e-9)
+          note = ' (includes compilation)' if first_log else ''
+          logging.info('step %d/%d | %.2f it/s | %.1f img/s%s | ETA %s | D %.4f | G %.4f | '
+                       'pos %.4f', step, t.num_steps, rate, rate * t.batch_size, note,
+                       _format_duration((t.num_steps - step) / max(rate, 1e-9)),
+                       metrics['d_total'], metrics['g_total'], metrics['g_position'])
+          if writer is not None:
+            for name, value in metrics.items():
+              writer.add_scalar(f'train/{name}', value, step)
+            writer.add_scalar('train/steps_per_second', rate, step)
+            writer.flush()
+          last_time, last_step, first_log = now, step, False
+        if step % t.sample_every == 0 or step == t.num_steps:
+          image = grid(steps.generator_params(run.state))
+          if writer is not None:
+            write_samples(writer, workdir, image, step)
+        if evaluator is not None and (step % config.eval.every == 0 or step == t.num_steps):
+          if stop.signal_name is None:
+            results = evaluator(run.state, step)
+            if writer is not None:
+              for name, value in results.items():
+                writer.add_scalar(f'eval/{name}', value, step)
+              writer.flush()
+          else:  # A preemption's grace period is shorter than an evaluation.
+            logging.warning('Skipped the evaluation of step %d to stop; run it with '
+                            'python -m relate_jax.evaluate --workdir=%s --step=%d', step,
+                            workdir, step)
+        if save_now:
+          try:
+            run.save()
+          except checkpoint.NonFiniteState as e:
+            run.recover(f'Non-finite state at step {step}: {e}')
+            step = last_step = run.step
+            last_time, first_log = time.time(), True
+      if stop.signal_name is not None:
+        logging.warning('Received %s: stopping at step %d.', stop.signal_name, step)
+        if run.saved_step != step:
+          try:
+            run.save()
+          except checkpoint.NonFiniteState as e:
+            raise NonFiniteError(f'Stopping at step {step} on {stop.signal_name}, but the '
+                                 f'state is not finite: {e}. {run.newest_good()}') from e
+        if stop.count > 1:
+          logging.warning('Received %d signals; the later ones waited for the checkpoint.',
+                          stop.count)
+        raise Interrupted(stop.signal_name, step, checkpoint.step_dir(run.ckpt, step))
+    except checkpoint.CheckpointTimeout:
+      run.ckpt = None  # Closing would wait for the hung write.
+      raise
+    finally:
+      if writer is not None:
+        writer.close()
+      if run.ckpt is not None:
+        run.ckpt.close()
+  return run.state

@@ -24,6 +24,7 @@ clip frames).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -61,19 +62,60 @@ def builder(config):
   return _builder(config.data.name, int(config.data.image_size), tfds_dir(config))
 
 
+SOURCE_FILE = 'relate_jax_source.json'  # Beside the prepared files: the raw data they came from.
+
+# Prepared directories rebuilt by this process (data.rebuild acts once, not at every read).
+_REBUILT: set[str] = set()
+
+
+def prepared_from(config) -> str | None:
+  """The data_dir the prepared copy of `config.data` was built from ('' for datasets that
+  render locally), or None when unknown (prepared before sources were recorded)."""
+  path = os.path.join(builder(config).data_dir, SOURCE_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)['data_dir']
+
+
+@functools.lru_cache(maxsize=16)
+def _check_source(name: str, prepared_dir: str, recorded: str | None, given: str) -> None:
+  """Warns (once per process) when data_dir is not where the prepared copy came from;
+  raises MissingDataError for a data_dir that does not exist."""
+  origin = f'from {recorded}' if recorded else '(its source was not recorded)'
+  rebuild = '--config.data.rebuild=True prepares it again'
+  if given and not os.path.isdir(given):
+    raise common.MissingDataError(
+        f'data.data_dir={given} does not exist. Dataset {name!r} was prepared {origin} into '
+        f'{prepared_dir}: leave data_dir empty to train on that copy, or give an existing '
+        f'directory ({rebuild} from it).')
+  if not given and recorded:
+    logging.warning('data.data_dir is empty: training on %s, prepared from %s.', prepared_dir,
+                    recorded)
+  elif given and os.path.abspath(given) != recorded:
+    logging.warning('data.data_dir=%s, but %s was prepared %s; training on the prepared copy '
+                    '(%s from %s).', given, prepared_dir, origin, rebuild, given)
+
+
 def prepare(config) -> None:
-  """Builds the prepared dataset if it is missing; a no-op when it exists.
+  """Builds the prepared dataset if it is missing (or, once per process, again with
+  config.data.rebuild); otherwise checks config.data.data_dir against the directory the
+  prepared copy was built from (`prepared_from`).
 
   Raises:
     MissingDataError: the dataset needs raw data and config.data.data_dir is
       empty or not a directory (the message gives the expected layout and
-      where the data set is published).
+      where the data set is published), or data_dir names a directory that does
+      not exist while a prepared copy exists.
   """
   b = builder(config)
-  if b.is_prepared():
-    return
   entry = registry.entry(config.data.name)
   data_dir = config.data.data_dir
+  rebuild = config.data.rebuild and b.data_dir not in _REBUILT
+  if b.is_prepared() and not rebuild:
+    if entry.needs_data_dir:
+      _check_source(config.data.name, b.data_dir, prepared_from(config), data_dir)
+    return
   if entry.needs_data_dir and not (data_dir and os.path.isdir(data_dir)):
     instructions = getattr(b, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None) or ''
     raise common.MissingDataError(
@@ -82,11 +124,18 @@ def prepare(config) -> None:
         f'  expected layout and where it is published:\n'
         + ''.join(f'    {line}\n' for line in instructions.strip('\n').splitlines()))
   logging.info('Preparing %s (%s) under %s', config.data.name, b.builder_config.name, b.data_dir)
-  print(f'Preparing dataset {config.data.name!r} at {config.data.image_size}px into '
-        f'{b.data_dir} (one-time)...', file=sys.stderr, flush=True)
+  print(f'{"Rebuilding" if rebuild else "Preparing"} dataset {config.data.name!r} at '
+        f'{config.data.image_size}px into {b.data_dir} (one-time)...', file=sys.stderr, flush=True)
   download_config = tfds.download.DownloadConfig(
-      manual_dir=os.path.abspath(data_dir) if data_dir else None)
+      manual_dir=os.path.abspath(data_dir) if data_dir else None,
+      download_mode=(tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if rebuild
+                     else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
   b.download_and_prepare(download_config=download_config)
+  if rebuild:
+    _REBUILT.add(b.data_dir)
+  source = os.path.abspath(data_dir) if entry.needs_data_dir else ''
+  with open(os.path.join(b.data_dir, SOURCE_FILE), 'w') as f:
+    json.dump({'data_dir': source}, f)
 
 
 def num_examples(config, split: str) -> int:
