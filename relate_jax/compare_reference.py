@@ -36,8 +36,8 @@ the objective, step). The reference also runs in float64, so every gradient row 
 reference's own float32 rounding next to the difference; Adam's first step turns
 rounding-level gradients into ±lr (β1 = 0), and the tables count those elements.
 
---schedule_effect: relate-jax alone, on the converted weights: D gradients of one D update
-in the default fast schedule against train.reference_schedule, at the checkpoint's (or
+--schedule_effect: relate-jax alone, on the converted weights: the gradients of one D and
+one G update in the default fast schedule against train.reference_schedule, at the checkpoint's (or
 torch's fresh random) spectral-norm vectors and after 20 power iterations.
 
 Families: relate_static (128 and 256 px), relate_static_order, relate_video. The reference
@@ -70,7 +70,7 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the weights, latents and real i
 _ITERATION = flags.DEFINE_bool('iteration', False, 'Also compare one full training iteration '
                                '(1 D + M G updates with Adam; the reference in float32 and '
                                'float64).')
-_SCHEDULE = flags.DEFINE_bool('schedule_effect', False, "Also print the D-gradient difference "
+_SCHEDULE = flags.DEFINE_bool('schedule_effect', False, "Also print the D- and G-gradient differences "
                               "between relate-jax's fast and reference spectral-norm schedules.")
 flags.mark_flags_as_required(['reference_repo', 'config'])
 
@@ -638,16 +638,18 @@ def compare_iteration(ref, model, variables: dict, config, batch_size: int = 2, 
 
 
 def schedule_effect(variables: dict, config, batch_size: int = 2, seed: int = 0):
-  """relate-jax's D gradients, fast schedule against train.reference_schedule, at the given
-  spectral-norm vectors and after CONVERGED_ITERATIONS more power iterations: [(label,
-  rows)]."""
+  """relate-jax's D and G gradients of one update each from `variables`, fast schedule
+  against train.reference_schedule, at the given spectral-norm vectors and after
+  CONVERGED_ITERATIONS more power iterations: [(label, rows)]."""
   from relate_jax import parity
 
   key, real, _, draws = iteration_inputs(config, batch_size, seed)
   converged = parity.iterate_spectral(config, variables, CONVERGED_ITERATIONS)
-  return [(label, parity.schedule_effect(config, v, draws[0].latents, real, key))
+  return [(f'{player} gradients, {label}',
+           parity.schedule_effect(config, v, name, draws[i].latents, real, key))
           for label, v in (('given u, v', variables),
-                           (f'after {CONVERGED_ITERATIONS} power iterations', converged))]
+                           (f'after {CONVERGED_ITERATIONS} power iterations', converged))
+          for i, (player, name) in enumerate((('D', 'disc'), ('G', 'gen')))]
 
 
 def _summary(leaves, rows) -> str:
@@ -706,7 +708,8 @@ def main(argv):
       print(parity.format_leaf_table(leaves) + '\n')
       print(parity.format_table(other))
   if _SCHEDULE.value:
-    print('\n## relate-jax: D gradients of one D update, fast schedule vs reference schedule')
+    print('\n## relate-jax: gradients of one D and one G update, fast schedule vs reference '
+          'schedule')
     for label, effect in schedule_effect(variables, config, batch, seed):
       worst = max(effect, key=lambda r: r.rel_diff)
       print(f'\n### {label}: max rel diff {worst.rel_diff:.2e} ({worst.name})\n')

@@ -427,12 +427,13 @@ def format_leaf_table(rows: list[LeafRow]) -> str:
   return '\n'.join(lines)
 
 
-def schedule_effect(config: ml_collections.ConfigDict, variables: dict, latents: Latents,
-                    real: np.ndarray, key: jax.Array) -> list[Row]:
-  """D's gradients of one D update in the fast schedule (default: one power iteration per
-  phase on the concatenated batches) against train.reference_schedule (one per D call), as
-  Rows with the reference schedule's values as 'reference'."""
-  records = [train_updates(_with_reference_schedule(config, on), variables, [('disc', latents)],
+def schedule_effect(config: ml_collections.ConfigDict, variables: dict, player: str,
+                    latents: Latents, real: np.ndarray, key: jax.Array) -> list[Row]:
+  """The gradients of one `player` ('disc' | 'gen') update from `variables` in the fast
+  schedule (default: one power iteration per phase on the concatenated batches) against
+  train.reference_schedule (one per D call), as Rows with the reference schedule's values
+  as 'reference'."""
+  records = [train_updates(_with_reference_schedule(config, on), variables, [(player, latents)],
                            real, key)[0] for on in (True, False)]
   grads = [{k: v for k, v in r.items() if k.startswith('grad/')} for r in records]
   return compare(grads[0], grads[1])
