@@ -70,8 +70,9 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the weights, latents and real i
 _ITERATION = flags.DEFINE_bool('iteration', False, 'Also compare one full training iteration '
                                '(1 D + M G updates with Adam; the reference in float32 and '
                                'float64).')
-_SCHEDULE = flags.DEFINE_bool('schedule_effect', False, "Also print the D- and G-gradient differences "
-                              "between relate-jax's fast and reference spectral-norm schedules.")
+_SCHEDULE = flags.DEFINE_bool('schedule_effect', False,
+                              "Also print the D- and G-gradient differences between "
+                              "relate-jax's fast and reference spectral-norm schedules.")
 flags.mark_flags_as_required(['reference_repo', 'config'])
 
 # Imported by the reference only to draw or save pictures.
@@ -436,7 +437,8 @@ def reference_video_forward(ref, model, config, draws: Draws, real: np.ndarray) 
       hook.remove()
   nhwc = lambda x: x.numpy().transpose(0, 2, 3, 1)
   out = {'poses': torch.cat((model.tx, model.ty), 2).permute(1, 0, 2).numpy(),
-         'velocities': torch.stack([v[..., :2] for v in calls['Gamma']]).permute(2, 0, 1, 3).numpy(),
+         'velocities': torch.stack([v[..., :2] for v in calls['Gamma']]).permute(2, 0, 1,
+                                                                                 3).numpy(),
          'frame_poses': torch.stack(calls['poses']).permute(2, 0, 1, 3).numpy(),
          'frames': preds['gen_images'].numpy().transpose(0, 1, 3, 4, 2),
          'single': nhwc(calls['generator'][0][1])}
@@ -533,7 +535,8 @@ def reference_updates(ref, model, config, draws: Sequence[Draws], real: np.ndarr
       record.update(_flax_named({key: params[key].detach().numpy().copy() for key in keys[name]},
                                 family, 'param/'))
       record.update(_spectral(model, family))
-      record.update({f'loss/{k}': np.asarray(v) for k, v in _reference_metrics(preds, name).items()})
+      record.update({f'loss/{k}': np.asarray(v)
+                     for k, v in _reference_metrics(preds, name).items()})
       records.append(record)
   return list(names), records
 
@@ -655,7 +658,8 @@ def schedule_effect(variables: dict, config, batch_size: int = 2, seed: int = 0)
 def _summary(leaves, rows) -> str:
   sn = [r.rel_diff for r in rows if r.name.startswith('sn/')]
   loss = [r.rel_diff for r in rows if r.name.startswith('loss/')]
-  return (f'max gradient ratio |ours − ref32| / |ref64 − ref32| {max(r.ratio for r in leaves):.2f}; '
+  ratio = max(r.ratio for r in leaves)
+  return (f'max gradient ratio |ours − ref32| / |ref64 − ref32| {ratio:.2f}; '
           f'±lr flips: {sum(r.flips for r in leaves)} elements in '
           f'{sum(r.flips > 0 for r in leaves)} of {len(leaves)} leaves; spectral vectors max rel '
           f'diff {max(sn):.2e}; losses max rel diff {max(loss):.2e}')

@@ -415,9 +415,9 @@ def compare_updates(reference: dict[str, np.ndarray], reference64: dict[str, np.
 
 def format_leaf_table(rows: list[LeafRow]) -> str:
   """A Markdown table of gradient and Adam-step rows."""
-  lines = ['| leaf | shape | max \\|g_ref32\\| | \\|g_ours − g_ref32\\| | \\|g_ref64 − g_ref32\\| '
-           '| ratio | max \\|θ′_ours − θ′_ref32\\| (no flips) | ±lr flips | max \\|g_ref64\\| '
-           'of flips |',
+  lines = ['| leaf | shape | max \\|g_ref32\\| | \\|g_ours − g_ref32\\| '
+           '| \\|g_ref64 − g_ref32\\| | ratio | max \\|θ′_ours − θ′_ref32\\| (no flips) '
+           '| ±lr flips | max \\|g_ref64\\| of flips |',
            '|---|---|---:|---:|---:|---:|---:|---:|---:|']
   for r in rows:
     flip_grad = f'{r.flip_grad:.1e}' if r.flips else '–'

@@ -24,8 +24,8 @@ Writes
   synthetic weights with fresh Adam states (compare_reference.reference_updates: the
   reference's own optimizers, run in float32 and float64), the gradients, parameters after
   Adam, spectral-norm vectors and loss metrics of each (relate_jax.parity.train_updates
-  names), each array cut to at most UPDATE_ELEMENTS strided elements (stride stored); the latents of both
-  updates and the seed of the updates' key and real images
+  names), each array cut to at most UPDATE_ELEMENTS strided elements (stride stored); the
+  latents of both updates and the seed of the updates' key and real images
   (compare_reference.iteration_inputs).
 """
 
