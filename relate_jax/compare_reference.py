@@ -436,9 +436,9 @@ def reference_video_forward(ref, model, config, draws: Draws, real: np.ndarray) 
     for hook in hooks:
       hook.remove()
   nhwc = lambda x: x.numpy().transpose(0, 2, 3, 1)
+  velocities = torch.stack([v[..., :2] for v in calls['Gamma']])  # (steps, K, B, 2)
   out = {'poses': torch.cat((model.tx, model.ty), 2).permute(1, 0, 2).numpy(),
-         'velocities': torch.stack([v[..., :2] for v in calls['Gamma']]).permute(2, 0, 1,
-                                                                                 3).numpy(),
+         'velocities': velocities.permute(2, 0, 1, 3).numpy(),
          'frame_poses': torch.stack(calls['poses']).permute(2, 0, 1, 3).numpy(),
          'frames': preds['gen_images'].numpy().transpose(0, 1, 3, 4, 2),
          'single': nhwc(calls['generator'][0][1])}
