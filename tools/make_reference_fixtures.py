@@ -22,8 +22,8 @@ Writes
 * tests/data/reference_<config>_updates.npz for configs/clevr.py and configs/shapestacks.py
   with train.reference_schedule=True: one D update and then one G update from the same
   synthetic weights with fresh Adam states (compare_reference.reference_updates: the
-  reference's own optimizers, run in float32 and float64), the gradients, parameters after
-  Adam, spectral-norm vectors and loss metrics of each (relate_jax.parity.train_updates
+  reference's own optimizers, run in float32 and float64: the latter stored as its
+  difference from the former), the gradients, parameters after Adam, spectral-norm vectors and loss metrics of each (relate_jax.parity.train_updates
   names), each array cut to at most UPDATE_ELEMENTS strided elements (stride stored); the
   latents of both updates and the seed of the updates' key and real images
   (compare_reference.iteration_inputs).
@@ -43,8 +43,9 @@ WEIGHT_SEED = 0
 # config file, batch size, seed of latents / real images / penalty noise.
 FIXTURES = (('clevr', 2, 1), ('shapestacks', 2, 2), ('clevr_256', 1, 3))
 # config file, batch size, seed of the D and G updates' key, latents and real images.
-UPDATE_FIXTURES = (('clevr', 1, 4), ('shapestacks', 1, 5))
-UPDATE_ELEMENTS = 256
+# (The ordered reference model needs a batch of 2 or more.)
+UPDATE_FIXTURES = (('clevr', 1, 4), ('shapestacks', 2, 5))
+UPDATE_ELEMENTS = 128
 LATENTS = ('background', 'appearance', 'poses', 'present', 'select')
 VIDEO_CONFIG = 'configs/cars_real_traffic-video-train.json'
 
@@ -141,15 +142,17 @@ def write_update_fixture(ref, compare_reference, config_lib, convert, config_nam
   }
   for i, draw in enumerate(draws):
     arrays.update({f'latents{i}/{k}': np.asarray(getattr(draw.latents, k)) for k in LATENTS})
-  for precision, float64 in (('ref32', False), ('ref64', True)):
-    _, records = compare_reference.reference_updates(ref, model, config, draws, torch_real,
-                                                     names, float64=float64)
-    for i, record in enumerate(records):
-      for name, value in record.items():
-        value = np.asarray(value, np.float64 if float64 else np.float32).reshape(-1)
-        stride = -(-value.size // UPDATE_ELEMENTS)
-        arrays[f'{precision}_{i}/{name}'] = value[::stride]
-        arrays[f'stride/{name}'] = np.asarray(stride)
+  runs = [compare_reference.reference_updates(ref, model, config, draws, torch_real, names,
+                                             float64=float64)[1] for float64 in (False, True)]
+  for i, (record, record64) in enumerate(zip(*runs)):
+    for name, value in record.items():
+      value = np.asarray(value, np.float32).reshape(-1)
+      stride = -(-value.size // UPDATE_ELEMENTS)
+      arrays[f'stride/{name}'] = np.asarray(stride)
+      arrays[f'ref32_{i}/{name}'] = value[::stride]
+      # The float64 run as its (small) difference from the float32 one, in float32.
+      spread = np.asarray(record64[name], np.float64).reshape(-1)[::stride] - value[::stride]
+      arrays[f'spread_{i}/{name}'] = spread.astype(np.float32)
   path = os.path.join(DATA, f'reference_{config_name}_updates.npz')
   np.savez_compressed(path, **arrays)
   print(f'wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB)')
