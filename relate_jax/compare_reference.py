@@ -571,9 +571,9 @@ def real_batch(config, batch_size: int, seed: int) -> np.ndarray:
 def d_inputs(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """A real batch as relate-jax's D input (frames on channels) and as the reference's
   (NCHW; clips (B, T, 3, S, S))."""
+  from relate_jax.models.discriminator import frames_to_channels
   if real.ndim == 5:
-    b, t, s, _, c = real.shape
-    return real.transpose(0, 2, 3, 1, 4).reshape(b, s, s, t * c), real.transpose(0, 1, 4, 2, 3)
+    return np.asarray(frames_to_channels(real)), real.transpose(0, 1, 4, 2, 3)
   return real, real.transpose(0, 3, 1, 2)
 
 

@@ -173,8 +173,8 @@ def _spectral_rows(spectral: dict) -> dict:
 def _video_forward(config, g_vars, d_vars, latents, real):
   """The video family's quantities; real clips (B, T, S, S, 3)."""
   phases = steps.Phases(config)
-  frames, aux = phases.generator.apply(g_vars, latents, **steps.generator_kwargs(config))
   fake = phases.generate(g_vars['params'], latents)
+  frames, aux = fake['images'], fake['aux']
   on, spectral = phases._run_d_on(d_vars['params'], d_vars['spectral'],
                                   dict(fake['inputs'], real=frames_to_channels(real)))
   out = {'poses': aux['start_poses'], 'velocities': aux['velocities'],
@@ -211,7 +211,7 @@ def forward(config: ml_collections.ConfigDict, variables: dict, latents: Latents
 
 def _with_reference_schedule(config: ml_collections.ConfigDict,
                              on: bool) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict(config.to_dict())
+  config = config.copy_and_resolve_references()
   config.train.reference_schedule = on
   return config
 
@@ -292,14 +292,13 @@ def _flat(tree) -> dict:
 def iterate_spectral(config: ml_collections.ConfigDict, variables: dict, iterations: int) -> dict:
   """`variables` with D's spectral-norm vectors after `iterations` more power iterations
   (they depend on D's weights only, not on its input)."""
-  _, discriminator = steps.build_models(config)
+  phases = steps.Phases(config)
   size = config.data.image_size
   x = jnp.zeros((1, size, size, steps.disc_channels_in(config)), jnp.float32)
 
   @jax.jit
   def step(d_vars):
-    _, updates = discriminator.apply(d_vars, x, update_stats=True, mutable=['spectral'])
-    return dict(d_vars, spectral=updates['spectral'])
+    return dict(d_vars, spectral=phases._run_d(d_vars['params'], d_vars['spectral'], x)[1])
 
   d_vars = variables['discriminator']
   for _ in range(iterations):
