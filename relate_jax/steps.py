@@ -159,7 +159,8 @@ class Phases:
   def generate(self, g_params, latents: Latents) -> dict:
     """{'inputs': D inputs of the generated batch by name, in the order the reference calls
     D on them — 'fake' (B, S, S, C) and, when the position head reads its own batch,
-    'position' — and 'target': the position target (B, 2)}."""
+    'position' —, 'target': the position target (B, 2), and the generator's own outputs
+    'images' (B, S, S, 3) or (B, T, S, S, 3) and 'aux'}."""
     m = self.config.model
     single = m.name != config_lib.ORDERED or m.order_position_on_single
     fake, aux = self.generator.apply({'params': g_params}, latents, render_single=single,
@@ -171,12 +172,12 @@ class Phases:
       target = (jax.lax.stop_gradient(losses.selected_pose(aux['start_poses'], latents.select))
                 + losses.selected_pose(aux['start_displacement'], latents.select))
       return {'inputs': {'position': position, 'fake': frames_to_channels(fake)},
-              'target': target}
+              'target': target, 'images': fake, 'aux': aux}
     target = jax.lax.stop_gradient(losses.selected_pose(aux['poses'], latents.select))
     inputs = {'fake': fake}
     if single:
       inputs['position'] = aux['single']
-    return {'inputs': inputs, 'target': target}
+    return {'inputs': inputs, 'target': target, 'images': fake, 'aux': aux}
 
   def _run_d(self, d_params, spectral, images):
     """D on images with one spectral-norm power iteration; returns (outputs, new vectors)."""

@@ -8,7 +8,8 @@ All maths lives in `steps.py`; this file only drives it. Outputs in the workdir:
   metrics.jsonl        evaluation results (when config.eval.metrics is set)
 
 Long runs never lose work:
-  * SIGINT / SIGTERM only set a flag, read between iterations; the loop then saves the
+  * SIGINT / SIGTERM only set a flag, read between iterations (in a multi-process run
+    the processes agree on it, so all stop at the same step); the loop then saves the
     state and the iterator position of the same step and raises `Interrupted`. Further
     signals wait for that save.
   * NaN/Inf: the losses the step returns are checked on the host where the loop already
@@ -31,6 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from PIL import Image
 
 from relate_jax import api
@@ -109,6 +111,18 @@ class StopRequest:
     del frame  # No logging here: a handler may interrupt a write to the same stream.
     self.count += 1
     self.signal_name = self.signal_name or signal.Signals(signum).name
+
+  def agreed(self) -> str | None:
+    """The signal to stop on, the same in every process (None: go on). A multi-process run
+    stops when any process got one: clusters signal the processes at different moments,
+    and a process stopping alone would wait forever in the save's collectives while the
+    others wait in the next step's. Costs an all-gather per call there, none on one process."""
+    name = self.signal_name  # Read once: a signal may arrive during the all-gather.
+    if jax.process_count() == 1:
+      return name
+    signums = multihost_utils.process_allgather(
+        np.int32(signal.Signals[name].value if name else 0))
+    return signal.Signals(int(signums.max())).name if signums.any() else None
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -271,13 +285,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   feature = data_lib.feature_key(config)
   step = run.step
   last_time, last_step, first_log = time.time(), step, True
+  stopping = None  # The signal every process agreed to stop on, read once per iteration.
   with StopRequest() as stop:  # Also while closing: a second signal must not kill the exit.
     try:
-      while step < t.num_steps and stop.signal_name is None:
+      while step < t.num_steps and stopping is None:
         images = jax.make_array_from_process_local_data(batch_sharding,
                                                         next(run.data_iter)[feature])
         run.state, metrics = run.train_step(run.state, images)
         step += 1
+        stopping = stop.agreed()
         log_now = step % t.log_every == 0 or step == t.num_steps
         save_now = step % t.checkpoint_every == 0 or step == t.num_steps
         if log_now or save_now:
@@ -307,7 +323,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           if writer is not None:
             write_samples(writer, workdir, image, step)
         if evaluator is not None and (step % config.eval.every == 0 or step == t.num_steps):
-          if stop.signal_name is None:
+          if stopping is None:
             results = evaluator(run.state, step)
             if writer is not None:
               for name, value in results.items():
@@ -324,18 +340,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             run.recover(f'Non-finite state at step {step}: {e}')
             step = last_step = run.step
             last_time, first_log = time.time(), True
-      if stop.signal_name is not None:
-        logging.warning('Received %s: stopping at step %d.', stop.signal_name, step)
+      if stopping is not None:
+        logging.warning('Received %s: stopping at step %d.', stopping, step)
         if run.saved_step != step:
           try:
             run.save()
           except checkpoint.NonFiniteState as e:
-            raise NonFiniteError(f'Stopping at step {step} on {stop.signal_name}, but the '
+            raise NonFiniteError(f'Stopping at step {step} on {stopping}, but the '
                                  f'state is not finite: {e}. {run.newest_good()}') from e
         if stop.count > 1:
           logging.warning('Received %d signals; the later ones waited for the checkpoint.',
                           stop.count)
-        raise Interrupted(stop.signal_name, step, checkpoint.step_dir(run.ckpt, step))
+        raise Interrupted(stopping, step, checkpoint.step_dir(run.ckpt, step))
     except checkpoint.CheckpointTimeout:
       run.ckpt = None  # Closing would wait for the hung write.
       raise

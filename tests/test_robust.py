@@ -95,13 +95,14 @@ def copy_workdir(trained, tmp_path) -> str:
   return target
 
 
-def cli(workdir, *args, config='configs/test.py', popen=False):
-  """The command line in a subprocess, compiled as the in-process runs (same options, cache)."""
+def cli(workdir, *args, config='configs/test.py', popen=False, env=None):
+  """The command line in a subprocess, compiled as the in-process runs (same options, cache);
+  `env`: extra environment variables."""
   cmd = [sys.executable, '-m', 'relate_jax.main', f'--config={config}', f'--workdir={workdir}',
          *args]
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='1',
              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or '',
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0', **(env or {}))
   if popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -501,6 +502,74 @@ def test_random_interrupts_resume_bitwise(trained, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert tree_equal(load_final(workdir, make_config()).state, trained[1]), attempt
   print('\n'.join(stops))
+
+
+def test_processes_agree_on_a_signal_only_one_of_them_got(monkeypatch):
+  """Multi-process: the stop decision is the all-gather of every process's signal, so a
+  process without a signal stops too (and one with a signal waits for the others' answer)."""
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  gathered = []
+
+  def allgather(x, others):
+    gathered.append(int(x))
+    return np.array([int(x), others])
+
+  stop = train.StopRequest()
+  monkeypatch.setattr(train.multihost_utils, 'process_allgather',
+                      functools.partial(allgather, others=0))
+  assert stop.agreed() is None
+  monkeypatch.setattr(train.multihost_utils, 'process_allgather',
+                      functools.partial(allgather, others=int(signal.SIGTERM)))
+  assert stop.agreed() == 'SIGTERM'
+  stop._handle(signal.SIGINT, None)
+  assert stop.agreed() == 'SIGTERM'  # max(SIGINT=2, SIGTERM=15): the same name everywhere.
+  assert gathered == [0, 0, int(signal.SIGINT)]
+
+
+def _free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both(tmp_path):
+  """Two CPU processes (--distributed): SIGTERM to process 0 only. Both stop at the same
+  step, save, exit 0 (they used to wait on each other until the coordination service
+  aborted them, with nothing saved), and the resumed run ends bitwise equal to an
+  uninterrupted two-process run."""
+  args = ('--config.train.num_steps=8', '--config.train.sample_every=100',
+          '--config.train.checkpoint_every=100')
+
+  def pair(workdir):
+    port = _free_port()
+    return [cli(workdir, *args, '--distributed', f'--coordinator_address=localhost:{port}',
+                '--num_processes=2', f'--process_id={i}', popen=True,
+                env={'JAX_CPU_COLLECTIVES_IMPLEMENTATION': 'gloo'}) for i in range(2)]
+
+  def finish(procs):
+    outs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outs]
+    return outs
+
+  data_lib.prepare(make_config())  # Two processes preparing one dataset at once would race.
+  finish(pair(tmp_path / 'whole'))
+  workdir = tmp_path / 'interrupted'
+  procs = pair(workdir)
+  for line in procs[0].stderr:
+    if 'step 3/' in line:
+      break
+  procs[0].send_signal(signal.SIGTERM)
+  outs = finish(procs)
+  stops = [[line.split(';')[0] for line in o.splitlines() if line.startswith('Interrupted by')]
+           for o in outs]
+  assert len(stops[0]) == 1 and stops[0] == stops[1], stops
+  finish(pair(workdir))
+  # Compared by the arrays' sha256 in meta/ (one process cannot restore two processes' state).
+  sums = [json.load(open(d / 'checkpoints' / '8' / 'meta' / 'metadata'))['sha256']
+          for d in (workdir, tmp_path / 'whole')]
+  assert len(sums[0]) > 100 and sums[0] == sums[1]
 
 
 @pytest.mark.slow

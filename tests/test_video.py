@@ -195,7 +195,7 @@ def test_position_target_keeps_the_displacement_attached(config, state):
   latents = models.sample_latents(jax.random.key(3), config.model, 2, train=True)
   latents = latents.replace(start=jnp.array([1, 1]))  # D_s with s >= 1 depends on Γ_v.
   params = dict(state.g_params, dynamics=jax.tree.map(jnp.zeros_like, state.g_params['dynamics']))
-  grads = jax.grad(lambda p: jnp.sum(phases.generate(p, latents)['target']))(params)
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(phases.generate(p, latents)['target'])))(params)
   norm = lambda tree: float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(tree)))
   assert norm(grads['dynamics']) > 0
   assert norm(grads['interaction']) == 0

@@ -19,6 +19,14 @@ Writes
   latents, the seeds of the real images and of the gradient-penalty noise. Arrays over
   MAX_ELEMENTS are stored as the strided subset flat[::stride] (stride stored beside them)
   to keep each file under 2 MB.
+* tests/data/reference_<config>_updates.npz for configs/clevr.py and configs/shapestacks.py
+  with train.reference_schedule=True: one D update and one G update, each from the same
+  synthetic weights with fresh Adam states (compare_reference.reference_updates: the
+  reference's own optimizers, run in float32 and float64: the latter stored as its
+  difference from the former), the gradients, parameters after Adam, spectral-norm vectors and loss metrics of each (relate_jax.parity.train_updates
+  names), each array cut to at most UPDATE_ELEMENTS strided elements (stride stored); the
+  latents of both updates and the seed of the updates' key and real images
+  (compare_reference.iteration_inputs).
 """
 
 import argparse
@@ -34,6 +42,11 @@ MAX_ELEMENTS = 65_536
 WEIGHT_SEED = 0
 # config file, batch size, seed of latents / real images / penalty noise.
 FIXTURES = (('clevr', 2, 1), ('shapestacks', 2, 2), ('clevr_256', 1, 3))
+# config file, batch size, seed of the D and G updates' key, latents and real images.
+# (The ordered reference model needs a batch of 2 or more.)
+UPDATE_FIXTURES = (('clevr', 1, 4), ('shapestacks', 2, 5))
+UPDATE_ELEMENTS = 128
+LATENTS = ('background', 'appearance', 'poses', 'present', 'select')
 VIDEO_CONFIG = 'configs/cars_real_traffic-video-train.json'
 
 
@@ -78,10 +91,7 @@ def write_fixture(ref, compare_reference, config_lib, convert, config_name: str,
   from relate_jax.models import sample_latents
 
   config = config_lib.load_config_file(os.path.join(ROOT, 'configs', f'{config_name}.py'))
-  model = compare_reference.build_reference_model(ref, config)
-  state = model.state_dict()
-  keys, shapes = list(state), [tuple(v.shape) for v in state.values()]
-  compare_reference.load_arrays(model, convert.synthetic_state_dict(keys, shapes, WEIGHT_SEED))
+  model, keys, shapes = _synthetic_model(ref, compare_reference, convert, config)
   latents = jax.device_get(sample_latents(jax.random.key(seed), config.model, batch, train=True))
   size = config.data.image_size
   real = np.random.default_rng(seed).uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
@@ -95,9 +105,7 @@ def write_fixture(ref, compare_reference, config_lib, convert, config_name: str,
       'dims': np.asarray([d for s in shapes for d in s], np.int64),
       'weight_seed': np.asarray(WEIGHT_SEED), 'seed': np.asarray(seed),
       'penalty_seed': np.asarray(seed + 1000 if penalty is not None else -1),
-      'latents/background': latents.background, 'latents/appearance': latents.appearance,
-      'latents/poses': latents.poses, 'latents/present': latents.present,
-      'latents/select': latents.select,
+      **{f'latents/{k}': getattr(latents, k) for k in LATENTS},
   }
   for name, value in out.items():
     value = np.asarray(value, np.float32)
@@ -109,9 +117,55 @@ def write_fixture(ref, compare_reference, config_lib, convert, config_name: str,
   print(f'wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB, {len(out)} quantities)')
 
 
+def _synthetic_model(ref, compare_reference, convert, config):
+  """The reference model with synthetic weights of its own keys and shapes, and those."""
+  model = compare_reference.build_reference_model(ref, config)
+  state = model.state_dict()
+  keys, shapes = list(state), [tuple(v.shape) for v in state.values()]
+  compare_reference.load_arrays(model, convert.synthetic_state_dict(keys, shapes, WEIGHT_SEED))
+  return model, keys, shapes
+
+
+def write_update_fixture(ref, compare_reference, config_lib, convert, config_name: str,
+                         batch: int, seed: int) -> None:
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs', f'{config_name}.py'))
+  config.train.reference_schedule = True
+  model, keys, shapes = _synthetic_model(ref, compare_reference, convert, config)
+  _, _, torch_real, draws = compare_reference.iteration_inputs(config, batch, seed)
+  names, draws = ['disc', 'gen'], draws[:2]
+  arrays = {
+      'config': np.asarray(f'configs/{config_name}.py'), 'keys': np.asarray(keys),
+      'ndims': np.asarray([len(s) for s in shapes]),
+      'dims': np.asarray([d for s in shapes for d in s], np.int64),
+      'weight_seed': np.asarray(WEIGHT_SEED), 'seed': np.asarray(seed),
+      'batch': np.asarray(batch), 'names': np.asarray(names),
+  }
+  for i, draw in enumerate(draws):
+    arrays.update({f'latents{i}/{k}': np.asarray(getattr(draw.latents, k)) for k in LATENTS})
+  # Each update from the same weights: after a D update, its ±lr flips (Adam's first step
+  # on rounding-level gradients) would move G's gradients far beyond rounding.
+  runs = [[compare_reference.reference_updates(ref, model, config, [draw], torch_real, [name],
+                                               float64=float64)[1][0]
+           for name, draw in zip(names, draws)] for float64 in (False, True)]
+  for i, (record, record64) in enumerate(zip(*runs)):
+    for name, value in record.items():
+      value = np.asarray(value, np.float32).reshape(-1)
+      stride = -(-value.size // UPDATE_ELEMENTS)
+      arrays[f'stride/{name}'] = np.asarray(stride)
+      arrays[f'ref32_{i}/{name}'] = value[::stride]
+      # The float64 run as its (small) difference from the float32 one, in float32.
+      spread = np.asarray(record64[name], np.float64).reshape(-1)[::stride] - value[::stride]
+      arrays[f'spread_{i}/{name}'] = spread.astype(np.float32)
+  path = os.path.join(DATA, f'reference_{config_name}_updates.npz')
+  np.savez_compressed(path, **arrays)
+  print(f'wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB)')
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--reference_repo', required=True)
+  parser.add_argument('--only', choices=('forward', 'updates'),
+                      help='Write only the forward (and layout) or only the update fixtures.')
   args = parser.parse_args()
   os.environ['CUDA_VISIBLE_DEVICES'] = ''
   os.environ['JAX_PLATFORMS'] = 'cpu'
@@ -120,9 +174,13 @@ def main() -> None:
   from relate_jax import config as config_lib
   from relate_jax.models import convert
   ref = compare_reference.import_reference(args.reference_repo)
-  write_layouts(ref, compare_reference, config_lib, convert)
-  for config_name, batch, seed in FIXTURES:
-    write_fixture(ref, compare_reference, config_lib, convert, config_name, batch, seed)
+  if args.only != 'updates':
+    write_layouts(ref, compare_reference, config_lib, convert)
+    for config_name, batch, seed in FIXTURES:
+      write_fixture(ref, compare_reference, config_lib, convert, config_name, batch, seed)
+  if args.only != 'forward':
+    for config_name, batch, seed in UPDATE_FIXTURES:
+      write_update_fixture(ref, compare_reference, config_lib, convert, config_name, batch, seed)
 
 
 if __name__ == '__main__':
