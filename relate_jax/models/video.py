@@ -150,7 +150,7 @@ class VideoGenerator(nn.Module):
     windows = object_windows(c, t_f, codes)
     background = BackgroundDecoder(c, name='background_decoder')(t_b, z0)
     takes_part = jnp.ones((b, frames, k), bool)
-    frame_scales, frame_poses, shown = scales, theta, None
+    frame_scales, frame_poses, drawn = scales, theta, None
     if render_single:  # One more frame: frame 0 with the selected object alone.
       one = (jnp.arange(k)[None, :] == latents.select[:, None])[:, None]
       takes_part = jnp.concatenate([takes_part, one], 1)
@@ -158,14 +158,14 @@ class VideoGenerator(nn.Module):
       frame_poses = jnp.concatenate([theta, theta[:, :1]], 1)
     if compositions is not None:  # C more videos: every frame of each composition.
       count = compositions.shape[1]
-      extra, shown = composition_masks(c, jnp.repeat(compositions, frames, 1))
-      shown = jnp.concatenate([jnp.ones(takes_part.shape[:2] + (k + 1,), bool), shown], 1)
+      extra, drawn = composition_masks(c, jnp.repeat(compositions, frames, 1))
+      drawn = jnp.concatenate([jnp.ones(takes_part.shape[:2] + (k + 1,), bool), drawn], 1)
       takes_part = jnp.concatenate([takes_part, extra], 1)
       frame_scales = jnp.concatenate([frame_scales, jnp.tile(scales, (1, count, 1))], 1)
       frame_poses = jnp.concatenate([frame_poses, jnp.tile(theta, (1, count, 1, 1))], 1)
     images, _ = render_frames(self, c, self.image_size, windows, background, frame_scales,
                               frame_poses, present, takes_part, chunk=c.render_chunk,
-                              shown=shown)
+                              shown=drawn)
     aux = {'poses': theta, 'initial_poses': latents.poses, 'start_poses': theta0,
            'start_displacement': shown[:, 0], 'velocities': velocities, 'scales': scales}
     if render_single:
