@@ -16,9 +16,16 @@ the workdir's dataset (no checkpoint is read). Two more names are accepted for s
 models: `disentanglement`, the median distance (px) of Table A1 on 1,000 generated scenes
 with 5 objects, and `position_error`, the mean pixel error of D's position head on real
 test images whose dataset stores object positions (shapes, BallsInBowl).
+
+With a model (not --baseline) it also writes two picture grids of 4 seeded scenes into
+<workdir>/grids/ (--nogrids skips them): components_<step>.png, each scene next to its
+background alone and each object alone over it (paper Fig. 4), and gamma_<step>.png, each
+scene before and after Γ's correction (Fig. 3), with latents_<step>.json of the scenes
+(relate_jax.editing.write_grids; GIFs for the video model).
 """
 
 import json
+import os
 import sys
 
 from absl import app
@@ -33,8 +40,9 @@ POSITION = 'position_error'
 
 
 def run(workdir: str, names: list[str], config=None, step: int | None = None,
-        baseline: str | None = None) -> dict:
-  """Runs the named metrics on the checkpoint (through relate_jax.api) or a baseline."""
+        baseline: str | None = None, grids_dir: str | None = None) -> dict:
+  """Runs the named metrics on the checkpoint (through relate_jax.api) or a baseline;
+  with `grids_dir`, also writes the component and Γ grids of the checkpoint there."""
   from relate_jax import api  # pylint: disable=g-import-not-at-top
   protocols = [n for n in names if n not in (DISENTANGLEMENT, POSITION)]
   if baseline is not None:
@@ -52,6 +60,10 @@ def run(workdir: str, names: list[str], config=None, step: int | None = None,
     results[DISENTANGLEMENT] = disentanglement(model, workdir)
   if POSITION in names:
     results.update(position_error(workdir, config, step))
+  if grids_dir is not None:
+    from relate_jax import editing  # pylint: disable=g-import-not-at-top
+    for name, path in editing.write_grids(model, grids_dir).items():
+      logging.info('%s grid: %s', name, path)
   return results
 
 
@@ -134,13 +146,16 @@ def _define_flags() -> None:
   flags.DEFINE_enum('baseline', None, list(registry.BASELINES),
                     'Score a baseline instead of the model (no checkpoint needed): '
                     'shuffled = real train clips with their frames shuffled.')
+  flags.DEFINE_bool('grids', True, 'Also write the component and before/after-Γ grids into '
+                    '<workdir>/grids/ (not with --baseline).')
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
   try:
-    results = run(f.workdir, f.metrics, f.config, f.step, f.baseline)
+    grids = os.path.join(f.workdir, 'grids') if f.grids and f.baseline is None else None
+    results = run(f.workdir, f.metrics, f.config, f.step, f.baseline, grids)
   except (ValueError, FileNotFoundError) as e:  # Unknown metric, wrong dataset, no workdir.
     sys.exit(f'error: {e}')
   for name, value in results.items():

@@ -15,6 +15,7 @@ from PIL import Image
 
 from relate_jax import api
 from relate_jax import editing
+from relate_jax import pixels
 from relate_jax import steps
 from relate_jax.edit import recipe as recipe_lib
 from relate_jax.models import generator as generator_lib
@@ -264,3 +265,19 @@ def test_a_bad_recipe_stops_with_one_message_naming_the_entry(editor, tmp_path, 
     recipe_lib.check(recipe)
     recipe_lib.run(editor, recipe, str(tmp_path), log=lambda _: None)
   assert message in str(e.value), str(e.value)
+
+
+def test_evaluate_grids_show_components_and_gamma(editor, model, tmp_path):
+  paths = editing.write_grids(model, str(tmp_path), num=2)
+  k = model.config.model.num_objects
+  components = np.asarray(Image.open(paths['components']))
+  gamma = np.asarray(Image.open(paths['gamma']))
+  assert components.shape == (2 * 34 - 2, (2 + k) * 34 - 2, 3)
+  assert gamma.shape == (2 * 34 - 2, 2 * 34 - 2, 3)
+  # The first column is the scene itself, as the editor renders it.
+  scenes = editor.sample(2, seed=0)
+  images, _ = editor.render(scenes)
+  np.testing.assert_array_equal(components[:32, :32], pixels.to_uint8(np.asarray(images))[0])
+  np.testing.assert_array_equal(gamma[:32, 34:], pixels.to_uint8(np.asarray(images))[0])
+  saved = json.load(open(os.path.join(tmp_path, 'latents_00000000.json')))
+  assert len(saved) == 2 and len(saved[0]['poses']) == k
