@@ -34,7 +34,8 @@ A recipe is a JSON object:
 moves it left); `to_pixel` is an image position (x right, y down) solved for θ.
 
 `show` (columns of each row):
-  "steps" (default)   the scene, then the scene after each op (cumulative)
+  "steps" (default)   the scene, then the scene after each op (cumulative; no ops: the
+                      scene alone)
   "components"        after the ops: the scene, the background alone, each object alone
                       (over the background unless "background": false) (Fig. 4)
   "gamma"             after the ops: before Γ (θ = θ̂) and after Γ (Fig. 3)
@@ -194,8 +195,8 @@ def _check_entry(entry, scenes: dict, names: set) -> None:
   if 'markers' in entry and not isinstance(entry['markers'], bool):
     raise RecipeError('"markers" must be true or false')
   ops = entry.get('ops', [])
-  if not isinstance(ops, list) or (show in ('steps', 'interpolate') and not ops):
-    raise RecipeError(f'"ops" must be a{" non-empty" if show != "components" else ""} list')
+  if not isinstance(ops, list) or (show == 'interpolate' and not ops):
+    raise RecipeError(f'"ops" must be a{" non-empty" if show == "interpolate" else ""} list')
   for j, op in enumerate(ops):
     try:
       _check_op(op, show)
