@@ -150,6 +150,21 @@ def load(workdir: str, step: int | None = None) -> Relate:
   return Relate(config, steps.generator_params(state), int(state.step))
 
 
+def untrained(config: ml_collections.ConfigDict, seed: int | None = None) -> Relate:
+  """A generator of `config` at its initial weights (training's init key of `seed`,
+  default config.seed), without the discriminator or optimizer states: for tests and
+  demonstrations of the tools."""
+  generator, _ = steps.build_models(config)
+  key = steps.stream_keys(config.seed if seed is None else seed)['init']
+
+  def init(key):
+    key_latents, key_g, _ = jax.random.split(key, 3)  # init_state's keys: the same weights.
+    latents = steps.sample_latents(key_latents, config.model, 2, train=True)
+    return generator.init(key_g, latents, **steps.generator_kwargs(config))['params']
+
+  return Relate(config, jax.jit(init)(key))
+
+
 def from_state(config: ml_collections.ConfigDict, state: steps.TrainState) -> Relate:
   return Relate(config, steps.generator_params(state), int(jax.device_get(state.step)))
 

@@ -33,7 +33,6 @@ Edits are pure functions of a Scene (vectorised over B and K, no Python loop ove
 per call (also the component renders of Fig. 4 and the before/after-Γ pair of Fig. 3).
 """
 
-import functools
 import json
 import os
 

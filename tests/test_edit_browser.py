@@ -24,7 +24,6 @@ from PIL import Image
 from relate_jax import api
 from relate_jax import editing
 from relate_jax import pixels
-from relate_jax import steps
 from relate_jax.edit import recipe as recipe_lib
 from relate_jax.edit import serve
 
@@ -35,9 +34,7 @@ def load_model():
   workdir = os.environ.get('RELATE_EDITOR_WORKDIR')
   if workdir:
     return api.load(workdir)
-  config = test_config.get_config()
-  state = steps.init_state(config, steps.stream_keys(config.seed)['init'])
-  return api.Relate(config, state.g_params)
+  return api.untrained(test_config.get_config())
 
 
 @pytest.fixture(scope='module')
@@ -109,7 +106,7 @@ def chrome():
     pytest.skip('needs Chromium and chromedriver (apt install chromium chromium-driver)')
   options = webdriver.ChromeOptions()
   options.binary_location = binary
-  for arg in ('--headless=new', '--no-sandbox', '--disable-gpu', '--window-size=900,640'):
+  for arg in ('--headless=new', '--no-sandbox', '--disable-gpu', '--window-size=900,720'):
     options.add_argument(arg)
   from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
   return webdriver.Chrome(service=Service(driver), options=options)

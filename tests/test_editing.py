@@ -27,9 +27,7 @@ import configs.test as test_config
 
 @pytest.fixture(scope='module')
 def model():
-  config = test_config.get_config()
-  state = steps.init_state(config, steps.stream_keys(config.seed)['init'])
-  return api.Relate(config, state.g_params)
+  return api.untrained(test_config.get_config())
 
 
 @pytest.fixture(scope='module')
@@ -138,7 +136,7 @@ def test_snap_pins_the_moved_object_and_moves_only_the_ones_it_overlaps(model):
   config = model.config.copy_and_resolve_references()
   config.model.interaction_hidden = 32
   config.model.scale_augment = False  # Poses alone decide overlap.
-  base = steps.init_state(config, steps.stream_keys(1)['init']).g_params
+  base = api.untrained(config, seed=1).params
   radius = 0.5
   ed = editing.Editor(api.Relate(config, fit_repulsive_gamma(config, base, radius)))
   n = 256
@@ -281,3 +279,33 @@ def test_evaluate_grids_show_components_and_gamma(editor, model, tmp_path):
   np.testing.assert_array_equal(gamma[:32, 34:], pixels.to_uint8(np.asarray(images))[0])
   saved = json.load(open(os.path.join(tmp_path, 'latents_00000000.json')))
   assert len(saved) == 2 and len(saved[0]['poses']) == k
+
+
+def test_video_edits_act_on_the_start_poses_and_the_rollout_reruns():
+  import configs.test_video as video_config  # pylint: disable=g-import-not-at-top
+  config = video_config.get_config()
+  ed = editing.Editor(api.untrained(config))
+  scene = present_scene(ed)
+  frames = 4
+  videos, aux = ed.render(scene, frames=frames)
+  to = jnp.asarray([0.3, -0.2])
+  moved = ed.move(scene, 1, to, snap=False)
+  videos1, aux1 = ed.render(moved, frames=frames)
+  start0, start1 = np.asarray(aux['start_poses']), np.asarray(aux1['start_poses'])
+  np.testing.assert_array_equal(start1[:, 1], np.broadcast_to(to, (2, 2)))
+  np.testing.assert_array_equal(start1[:, [0, 2]], start0[:, [0, 2]])
+  # The rollout re-ran from the new θ(0): object 1's later poses follow it, and the clip
+  # changed.
+  assert videos1.shape == videos.shape == (2, frames, 32, 32, 3)
+  path0, path1 = np.asarray(aux['poses'])[:, :, 1], np.asarray(aux1['poses'])[:, :, 1]
+  assert np.abs((path1 - path0)[:, -1] - (to - start0[:, 1])).max() < 0.5
+  assert np.abs(np.asarray(videos1) - np.asarray(videos)).max() > 0
+  parts = ed.components(scene, frames=frames)
+  assert parts.shape == (2, 2 + config.model.num_objects, frames, 32, 32, 3)
+
+
+def test_untrained_has_the_initial_generator_weights_of_training():
+  config = test_config.get_config()
+  state = jax.jit(functools.partial(steps.init_state, config))(steps.stream_keys(5)['init'])
+  jax.tree.map(np.testing.assert_array_equal, api.untrained(config, seed=5).params,
+               state.g_params)

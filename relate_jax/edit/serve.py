@@ -54,6 +54,16 @@ class Session:
     self.draws = RESAMPLE_SEED
     self.new_scene(seed)
 
+  @property
+  def scene(self) -> editing.Scene:
+    return self._scene
+
+  @scene.setter
+  def scene(self, value: editing.Scene) -> None:
+    # Host copies: jitted calls then see inputs of one kind (a jit output carries the
+    # model's sharding, a fresh sample none), so a drag compiles once per K, not twice.
+    self._scene = jax.tree.map(np.asarray, value)
+
   def new_scene(self, seed: int) -> None:
     self.seed = seed
     self.scene = self.editor.sample(1, seed=seed)
