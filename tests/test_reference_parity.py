@@ -81,6 +81,31 @@ def test_ordered_forward_matches_reference():
   assert single.abs_diff > 10 * _tolerance(single)
 
 
+def test_video_forward_matches_reference():
+  """The video family (reference RELATEVideo.forward at synthetic weights, its presence bug
+  on): θ(0), the velocity rollout, the frames, D on clips and every loss term."""
+  with np.load(ROOT / 'tests' / 'data' / 'reference_real_traffic_video.npz') as f:
+    data = dict(f)
+  config = config_lib.load_config_file(str(ROOT / str(data['config'])))
+  config.model.reference_presence_bug = True
+  shapes = np.split(data['dims'], np.cumsum(data['ndims'])[:-1])
+  state_dict = convert.synthetic_state_dict(list(data['keys']), shapes, int(data['weight_seed']))
+  variables = convert.from_torch_state_dict(state_dict, config.model.name)
+  latents = Latents(**{name: data[f'latents/{name}'] for name in
+                       ('background', 'appearance', 'poses', 'present', 'select', 'start')})
+  real = compare_reference.real_batch(config, latents.appearance.shape[0], int(data['seed']))
+  ours = parity.forward(config, variables, latents, real)
+  reference = {k[len('ref/'):]: v for k, v in data.items() if k.startswith('ref/')}
+  strides = {k[len('stride/'):]: int(v) for k, v in data.items() if k.startswith('stride/')}
+  ours = {k: v.reshape(-1)[::strides[k]] if strides.get(k, 1) > 1 else v for k, v in ours.items()}
+  missing = set(reference) - set(ours)
+  assert not missing, f'quantities the reference has and relate-jax does not: {missing}'
+  rows = {r.name: r for r in parity.compare(reference, ours)}
+  bad = [r for r in rows.values() if r.abs_diff > _tolerance(r)]
+  assert not bad, parity.format_table(bad)
+  assert len(rows) > 20 and all(r.scale > 0 for r in rows.values() if r.name == 'images')
+
+
 @pytest.mark.slow
 def test_256px_forward_and_gradient_penalty_match_reference():
   rows = _check('clevr_256')
@@ -157,8 +182,8 @@ def _check_updates(config_name: str) -> list:
   return results
 
 
-# Full-size models (the reference's widths are fixed): ~35 s on 2 quiet cores.
-@pytest.mark.slow
+# Full-size models (the reference's widths are fixed): ~35 s on 2 quiet cores, the one
+# update check of the fast tier (ShapeStacks' below is slow).
 def test_static_updates_match_reference():
   """One D and one G update in train.reference_schedule mode with Adam, each from the same
   weights and fresh Adam states, against the reference's own optimizers."""

@@ -19,6 +19,10 @@ Writes
   latents, the seeds of the real images and of the gradient-penalty noise. Arrays over
   MAX_ELEMENTS are stored as the strided subset flat[::stride] (stride stored beside them)
   to keep each file under 2 MB.
+* tests/data/reference_real_traffic_video.npz: the same for the video family
+  (configs/real_traffic_video.py with model.reference_presence_bug=True): the reference's
+  RELATEVideo forward from the random draws that reproduce relate-jax's latents
+  (compare_reference.reference_draws), on uniform random clips.
 * tests/data/reference_<config>_updates.npz for configs/clevr.py and configs/shapestacks.py
   with train.reference_schedule=True: one D update and one G update, each from the same
   synthetic weights with fresh Adam states (compare_reference.reference_updates: the
@@ -46,6 +50,9 @@ FIXTURES = (('clevr', 2, 1), ('shapestacks', 2, 2), ('clevr_256', 1, 3))
 # (The ordered reference model needs a batch of 2 or more.)
 UPDATE_FIXTURES = (('clevr', 1, 4), ('shapestacks', 2, 5))
 UPDATE_ELEMENTS = 128
+# The video family's forward: config, batch size, seed of latents / real clips. With
+# model.reference_presence_bug=True, as the reference computes it.
+VIDEO_FIXTURE = ('real_traffic_video', 2, 6)
 LATENTS = ('background', 'appearance', 'poses', 'present', 'select')
 VIDEO_CONFIG = 'configs/cars_real_traffic-video-train.json'
 
@@ -117,6 +124,36 @@ def write_fixture(ref, compare_reference, config_lib, convert, config_name: str,
   print(f'wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB, {len(out)} quantities)')
 
 
+def write_video_fixture(ref, compare_reference, config_lib, convert, config_name: str,
+                        batch: int, seed: int) -> None:
+  import jax
+  from relate_jax.models import sample_latents
+
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs', f'{config_name}.py'))
+  config.model.reference_presence_bug = True
+  model, keys, shapes = _synthetic_model(ref, compare_reference, convert, config)
+  latents = jax.device_get(sample_latents(jax.random.key(seed), config.model, batch, train=True))
+  draws = compare_reference.reference_draws(config, latents)
+  real = compare_reference.real_batch(config, batch, seed)
+  out = compare_reference.reference_video_forward(ref, model, config, draws, real)
+  arrays = {
+      'config': np.asarray(f'configs/{config_name}.py'), 'keys': np.asarray(keys),
+      'ndims': np.asarray([len(s) for s in shapes]),
+      'dims': np.asarray([d for s in shapes for d in s], np.int64),
+      'weight_seed': np.asarray(WEIGHT_SEED), 'seed': np.asarray(seed),
+      'penalty_seed': np.asarray(-1),
+      **{f'latents/{k}': np.asarray(getattr(draws.latents, k)) for k in LATENTS + ('start',)},
+  }
+  for name, value in out.items():
+    value = np.asarray(value, np.float32)
+    stride = -(-value.size // MAX_ELEMENTS)
+    arrays[f'ref/{name}'] = value.reshape(-1)[::stride] if stride > 1 else value
+    arrays[f'stride/{name}'] = np.asarray(stride)
+  path = os.path.join(DATA, f'reference_{config_name}.npz')
+  np.savez_compressed(path, **arrays)
+  print(f'wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB, {len(out)} quantities)')
+
+
 def _synthetic_model(ref, compare_reference, convert, config):
   """The reference model with synthetic weights of its own keys and shapes, and those."""
   model = compare_reference.build_reference_model(ref, config)
@@ -164,8 +201,9 @@ def write_update_fixture(ref, compare_reference, config_lib, convert, config_nam
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--reference_repo', required=True)
-  parser.add_argument('--only', choices=('forward', 'updates'),
-                      help='Write only the forward (and layout) or only the update fixtures.')
+  parser.add_argument('--only', choices=('forward', 'updates', 'video'),
+                      help='Write only the forward (and layout), the update or the video '
+                      'forward fixtures.')
   args = parser.parse_args()
   os.environ['CUDA_VISIBLE_DEVICES'] = ''
   os.environ['JAX_PLATFORMS'] = 'cpu'
@@ -174,11 +212,13 @@ def main() -> None:
   from relate_jax import config as config_lib
   from relate_jax.models import convert
   ref = compare_reference.import_reference(args.reference_repo)
-  if args.only != 'updates':
+  if args.only in (None, 'forward'):
     write_layouts(ref, compare_reference, config_lib, convert)
     for config_name, batch, seed in FIXTURES:
       write_fixture(ref, compare_reference, config_lib, convert, config_name, batch, seed)
-  if args.only != 'forward':
+  if args.only in (None, 'video'):
+    write_video_fixture(ref, compare_reference, config_lib, convert, *VIDEO_FIXTURE)
+  if args.only in (None, 'updates'):
     for config_name, batch, seed in UPDATE_FIXTURES:
       write_update_fixture(ref, compare_reference, config_lib, convert, config_name, batch, seed)
 
