@@ -155,3 +155,75 @@ def test_converted_checkpoint_trains_evaluates_and_samples(tmp_path):
   run('relate_jax.sample', f'--workdir={workdir}', f'--out={tmp_path / "samples"}', '--num=3',
       '--batch_size=3')
   assert len(list((tmp_path / 'samples').glob('*.png'))) == 3
+
+
+REFERENCE_REPO = os.environ.get('RELATE_REFERENCE_REPO')
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REFERENCE_REPO, reason='needs a checkout of the reference code: '
+                    'RELATE_REFERENCE_REPO=/path/to/relate')
+def test_a_checkpoint_saved_by_the_reference_code_converts_and_trains(tmp_path):
+  """The reference's own model, optimizers, training iteration and save_model write the
+  checkpoint; the command-line tools convert it, train 10 steps on, evaluate and sample."""
+  from relate_jax import compare_reference
+
+  ref = compare_reference.import_reference(REFERENCE_REPO)
+  config = config_lib.load_config_file(str(ROOT / 'configs' / 'clevr.py'))
+  model = compare_reference.build_reference_model(ref, config, seed=0)
+  o = config.optim
+  with compare_reference._quiet():  # pylint: disable=protected-access
+    optimizers, _ = ref.optimizer.init_optimizer(
+        model, None, lr=o.lr, betas=[o.b1, o.b2],
+        group_params={'disc': {'num_iter': 1}, 'gen': {'num_iter': o.gen_steps}})
+    # Two iterations of main.trainvalidate on random images in the reference's [−0.5, 0.5].
+    real = compare_reference.real_batch(config, 2, seed=0).transpose(0, 3, 1, 2) / 2
+    for it in range(2):
+      for opt in optimizers:
+        for _ in range(opt.num_iter):
+          opt.zero_grad()
+          _, loss = model(gt_images=torch.from_numpy(real), trainmode='train', it=it,
+                          gen=opt.name == 'gen')
+          loss.backward()
+          opt.step()
+    path = str(tmp_path / 'model_epoch_00000001.pth')
+    ref.model_io.save_model(model, None, path, optimizer=optimizers)
+  assert os.path.isfile(str(tmp_path / 'model_epoch_00000001_opt.pth'))
+
+  workdir = str(tmp_path / 'workdir')
+  overrides = ['--config.data.name=shapes_tiny', '--config.data.pixel_range=reference',
+               '--config.train.batch_size=2', '--config.train.num_grid=4']
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  run = lambda *args: subprocess.run([sys.executable, '-m', *args], env=env, check=True,
+                                     capture_output=True, text=True)
+  config_flag = f'--config={ROOT / "configs" / "clevr.py"}'
+  run('relate_jax.convert_torch', f'--checkpoint={path}', config_flag, f'--workdir={workdir}',
+      *overrides)
+
+  from relate_jax import api
+  _, converted = api.load_state(workdir)
+  assert int(converted.step) == 2  # The reference's D update count.
+  assert int(converted.g_opt[0].count) == 2 * o.gen_steps
+  weights = reference_checkpoint.load_torch_file(path)
+  np.testing.assert_array_equal(converted.d_params['logit']['kernel'],
+                                weights['discriminator.dh4.weight_orig'].T)
+  # torch numbers Adam's state by the parameters' order in the optimizer's param groups.
+  disc = next(opt for opt in optimizers if opt.name == 'disc')
+  order = [p for group in disc.param_groups for p in group['params']]
+  target = dict(model.named_parameters())['discriminator.dh4.weight_orig']
+  number = next(i for i, p in enumerate(order) if p is target)
+  saved = torch.load(str(tmp_path / 'model_epoch_00000001_opt.pth'), weights_only=True)
+  nu = saved['disc']['state'][number]['exp_avg_sq'].numpy()
+  assert nu.max() > 0
+  np.testing.assert_allclose(converted.d_opt[0].nu['logit']['kernel'], nu.T, rtol=1e-6)
+
+  run('relate_jax.main', config_flag, f'--workdir={workdir}', '--config.train.num_steps=12',
+      '--config.train.log_every=5', '--config.train.checkpoint_every=10', *overrides)
+  _, trained = api.load_state(workdir)
+  assert int(trained.step) == 12
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(trained.g_params))
+  result = run('relate_jax.evaluate', f'--workdir={workdir}', '--metrics=position_error')
+  assert 'position_error:' in result.stdout
+  run('relate_jax.sample', f'--workdir={workdir}', f'--out={tmp_path / "samples"}', '--num=3',
+      '--batch_size=3')
+  assert len(list((tmp_path / 'samples').glob('*.png'))) == 3
